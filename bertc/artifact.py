@@ -1,0 +1,200 @@
+"""Artifact directories: what every stage reads and writes.
+
+An artifact is a directory holding the model (safetensors + config.json, or model.onnx), the tokenizer and
+``bertc.json``, the manifest: stage, parent, the options used, metrics, the task (labels, columns, data) and
+the environment. Outputs are built in a hidden sibling directory and renamed into place at the end, so a crash
+never leaves something that looks finished and an existing output is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertc.environment import environment
+from bertc.errors import BertcError
+
+MANIFEST = "bertc.json"
+FORMAT_VERSION = 1
+TRAINING_LOG = "train_log.jsonl"
+
+
+@dataclass
+class Artifact:
+    path: Path
+    model: Any
+    tokenizer: Any
+    manifest: dict
+
+
+def check_output(out: Path | str, overwrite: bool) -> Path:
+    """Fail before any work is done when ``out`` exists and may not be replaced."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BertcError(f"output {out} already exists; choose another --out or pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise BertcError(f"output {out} exists and is not a directory; choose another --out")
+    return out
+
+
+@contextmanager
+def staging_dir(out: Path | str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden sibling of ``out``; on success it replaces ``out`` in one rename.
+
+    On failure the staging directory is removed and ``out`` is left exactly as it was.
+    """
+    out = check_output(out, overwrite).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.bertc-tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        check_output(out, overwrite)  # it may have appeared while we worked
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.bertc-old-", dir=out.parent))
+        os.replace(out, old / "previous")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def is_artifact(path: Path | str) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(path: Path | str) -> dict:
+    path = Path(path)
+    file = path / MANIFEST
+    if not path.exists():
+        raise BertcError(f"{path} does not exist; pass a directory written by a bertc stage")
+    if not file.is_file():
+        raise BertcError(f"{path} is not a bertc artifact (no {MANIFEST}); pass a directory written by bertc, "
+                         "e.g. the --out of `bertc finetune`")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise BertcError(f"{file} is not valid JSON ({err}); re-create the artifact") from err
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BertcError(f"{file} has format_version {version!r}; this bertc reads version {FORMAT_VERSION}. "
+                         "Re-create the artifact with this bertc version")
+    return manifest
+
+
+def manifest_digest(path: Path | str) -> str:
+    return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
+
+
+def parent_record(parent: Path | str | None) -> dict | None:
+    if parent is None:
+        return None
+    parent = Path(parent).absolute()
+    if not is_artifact(parent):
+        return {"path": str(parent), "stage": "source"}
+    manifest = read_manifest(parent)
+    return {"path": str(parent), "stage": manifest["stage"], "manifest_sha256": manifest_digest(parent)}
+
+
+def lineage_of(parent: Path | str | None) -> list[dict]:
+    """The chain of stages that produced an artifact, oldest first, ending with its parent."""
+    record = parent_record(parent)
+    if record is None:
+        return []
+    earlier = read_manifest(parent).get("lineage", []) if is_artifact(parent) else []
+    return [*earlier, record]
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return value.item()
+    return value
+
+
+def write_manifest(directory: Path, *, stage: str, config: Any, parent: Path | str | None, model: dict,
+                   task: dict, metrics: dict | None = None, extra: dict | None = None) -> dict:
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "stage": stage,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "parent": parent_record(parent),
+        "lineage": lineage_of(parent),
+        "config": to_jsonable(config),
+        "model": to_jsonable(model),
+        "task": to_jsonable(task),
+        "metrics": to_jsonable(metrics or {}),
+        "environment": environment(),
+        **to_jsonable(extra or {}),
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def save_artifact(out: Path | str, model, tokenizer, *, stage: str, config: Any, task: dict,
+                  parent: Path | str | None = None, metrics: dict | None = None, extra: dict | None = None,
+                  extra_files: dict[str, Path] | None = None, overwrite: bool = False) -> Path:
+    """Write a PyTorch model artifact: safetensors weights, config, tokenizer and manifest."""
+    from bertc.modeling import describe_model
+
+    out = Path(out)
+    with staging_dir(out, overwrite) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, source in (extra_files or {}).items():
+            shutil.copy2(source, tmp / name)
+        write_manifest(tmp, stage=stage, config=config, parent=parent, model=describe_model(model),
+                       task=task, metrics=metrics, extra=extra)
+    return out
+
+
+def load_model(path: Path | str, *, device: str = "cpu", attn_implementation: str | None = None,
+               trust_remote_code: bool = False):
+    """The one loader: a bertc (or plain transformers) classification model directory, safetensors only.
+
+    Pruned models (per-layer head counts and FFN sizes recorded in config.json) are rebuilt with their
+    smaller matrices before the weights are loaded, so they come back exactly as they were saved.
+    """
+    from bertc.modeling import load_classifier
+
+    return load_classifier(Path(path), device=device, attn_implementation=attn_implementation,
+                           trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise BertcError(f"could not load a tokenizer from {path} ({str(err).splitlines()[0]}); "
+                         "the directory needs tokenizer files such as tokenizer.json") from err
+
+
+def load_artifact(path: Path | str, *, device: str = "cpu", attn_implementation: str | None = None) -> Artifact:
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest["model"].get("kind", "pytorch") != "pytorch":
+        raise BertcError(f"{path} holds a {manifest['model']['kind']} model, not a PyTorch one; "
+                         "pass the PyTorch artifact it was exported from")
+    model = load_model(path, device=device, attn_implementation=attn_implementation)
+    return Artifact(path=path, model=model, tokenizer=load_tokenizer(path), manifest=manifest)

@@ -1,0 +1,1 @@
+"""Measuring models: accuracy now; latency, throughput and the report build on it."""

@@ -1,0 +1,47 @@
+"""Classification metrics: accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """(true, predicted) counts."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def per_class_scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    true_positive = np.diag(matrix).astype(float)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, true_positive / predicted, 0.0)
+        recall = np.where(actual > 0, true_positive / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
+def quick_metrics(y_true, y_pred, num_classes: int) -> dict:
+    """Accuracy and macro-F1 (over classes present in the data), as fractions."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    _, _, f1 = per_class_scores(matrix)
+    present = matrix.sum(axis=1) > 0
+    return {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0}
+
+
+def classification_report(y_true, y_pred, labels: list) -> dict:
+    """Everything a person checks about a classifier, JSON-ready."""
+    matrix = confusion_matrix(y_true, y_pred, len(labels))
+    precision, recall, f1 = per_class_scores(matrix)
+    report = quick_metrics(y_true, y_pred, len(labels))
+    report["samples"] = int(len(y_true))
+    report["per_class"] = {
+        str(label): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                     "support": int(matrix[i].sum())}
+        for i, label in enumerate(labels)}
+    report["confusion_matrix"] = matrix.tolist()
+    report["labels"] = [str(label) for label in labels]
+    return report

@@ -1,0 +1,128 @@
+"""Running any bertc artifact on texts: logits, predictions and evaluation.
+
+Predictors are chosen by the artifact's ``model.kind`` through a small registry, so later model kinds
+(ONNX, quantized) plug in without changing evaluate/predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bertc.artifact import load_model, load_tokenizer, read_manifest
+from bertc.bench.accuracy import classification_report
+from bertc.data import Columns, TextDataset
+from bertc.errors import BertcError
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so padding stays small."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@dataclass
+class TorchPredictor:
+    model: torch.nn.Module
+    tokenizer: object
+    labels: list
+    max_length: int = 128
+    batch_size: int = 64
+    device: str = "cpu"
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        self.model.eval()
+        for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
+            features = [{k: encoded[k][i] for k in keys} for i in batch]
+            inputs = self.tokenizer.pad(features, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            out[batch] = self.model(**inputs).logits.float().cpu().numpy()
+        return out
+
+
+def load_torch_predictor(path: Path, manifest: dict, device: str, batch_size: int) -> TorchPredictor:
+    model = load_model(path, device=device)
+    return TorchPredictor(model=model, tokenizer=load_tokenizer(path), labels=manifest["task"]["labels"],
+                          max_length=manifest["task"].get("max_length", 128), batch_size=batch_size,
+                          device=device)
+
+
+PREDICTOR_LOADERS: dict[str, Callable] = {"pytorch": load_torch_predictor}
+
+
+def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
+    path = Path(path)
+    manifest = read_manifest(path)
+    kind = manifest["model"].get("kind", "pytorch")
+    if kind not in PREDICTOR_LOADERS:
+        raise BertcError(f"{path} holds a '{kind}' model that this installation cannot run; "
+                         f"known kinds: {', '.join(PREDICTOR_LOADERS)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BertcError("--device cuda was given but no CUDA GPU is available; use --device cpu")
+    return PREDICTOR_LOADERS[kind](path, manifest, device, batch_size)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def predict_texts(predictor, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
+    probabilities = softmax(predictor.logits(texts, pairs))
+    labels = predictor.labels
+    return [{"text": text, "label": labels[int(row.argmax())],
+             "probabilities": {str(label): float(p) for label, p in zip(labels, row)}}
+            for text, row in zip(texts, probabilities)]
+
+
+def score_dataset(predictor, dataset: TextDataset) -> dict:
+    """A full classification report of ``predictor`` on labelled data."""
+    labels = predictor.labels
+    index = {str(label): i for i, label in enumerate(labels)}
+    unknown = sorted({str(label) for label in dataset.labels} - set(index))
+    if unknown:
+        raise BertcError(f"{dataset.source} has labels the model does not know ({', '.join(unknown[:5])}); "
+                         f"the model predicts {', '.join(map(str, labels))}")
+    y_true = [index[str(label)] for label in dataset.labels]
+    y_pred = predictor.logits(dataset.texts, dataset.pairs).argmax(axis=-1)
+    return classification_report(y_true, y_pred, labels)
+
+
+def task_columns(manifest: dict, text: str | None = None, pair: str | None = None,
+                 label: str | None = None) -> Columns:
+    """Columns given by the user, else the ones the artifact was trained with."""
+    task = manifest.get("task", {})
+    return Columns(text or task.get("text_column"), pair or task.get("text_pair_column"),
+                   label or task.get("label_column"))
+
+
+def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
+             max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
+    """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
+    from bertc.data import read_eval_data
+
+    manifest = read_manifest(path)
+    columns = columns or task_columns(manifest)
+    dataset, _ = read_eval_data(data, columns, split=split, max_samples=max_samples)
+    predictor = load_predictor(path, device=device, batch_size=batch_size)
+    report = score_dataset(predictor, dataset)
+    report["artifact"] = str(Path(path).absolute())
+    report["data"] = dataset.source
+    return report
+
+
+def predict(path: Path | str, texts: list[str], pairs: list[str] | None = None, *, device: str = "cpu",
+            batch_size: int = 64) -> list[dict]:
+    """`bertc predict`: the label and class probabilities of each text."""
+    if not texts:
+        raise BertcError("no texts to predict; pass a text or --data PATH")
+    return predict_texts(load_predictor(path, device=device, batch_size=batch_size), texts, pairs)

