@@ -56,6 +56,9 @@ def staging_dir(out: Path | str, overwrite: bool = False) -> Iterator[Path]:
     out = check_output(out, overwrite).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.bertc-tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the artifact should get normal permissions
     try:
         yield tmp
     except BaseException:

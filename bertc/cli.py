@@ -142,7 +142,7 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 def show_artifact_metrics(path: Path) -> None:
     from bertc.artifact import is_artifact, read_manifest
-    from bertc.console import classification_table, console, key_value_table
+    from bertc.console import console, key_value_table, print_classification
 
     if not is_artifact(path):  # non-zero ranks of a distributed run
         return
@@ -151,8 +151,8 @@ def show_artifact_metrics(path: Path) -> None:
     if "training" in metrics:
         console.print(key_value_table(metrics["training"], "training"))
     if "eval" in metrics:
-        console.print(classification_table(metrics["eval"], f"evaluation ({manifest['task'].get('eval_data')})"))
-    console.print(f"wrote {path}")
+        print_classification(metrics["eval"], f"evaluation on {manifest['task']['data'].get('eval_source')}")
+    console.print(f"wrote {path}", soft_wrap=True)
 
 
 @command
@@ -170,7 +170,7 @@ def evaluate_cmd(
 ):
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix on labelled data."""
     from bertc.artifact import read_manifest
-    from bertc.console import classification_table, confusion_table, console, write_json
+    from bertc.console import console, print_classification, print_confusion, write_json
     from bertc.data import Columns
     from bertc.inference import evaluate, task_columns
 
@@ -178,11 +178,11 @@ def evaluate_cmd(
     columns = task_columns(read_manifest(artifact), text_column, text_pair_column, label_column)
     report = evaluate(artifact, data, columns=Columns(columns.text, columns.pair, columns.label), split=split,
                       max_samples=max_samples, device=device, batch_size=batch_size)
-    console.print(classification_table(report, f"{artifact} on {report['data']}"))
-    console.print(confusion_table(report))
+    print_classification(report, f"{artifact} on {report['data']}")
+    print_confusion(report)
     if json_out:
         write_json(json_out, report)
-        console.print(f"wrote {json_out}")
+        console.print(f"wrote {json_out}", soft_wrap=True)
 
 
 @command
@@ -227,6 +227,409 @@ def read_texts(data: str, text_column: str | None, pair_column: str | None):
     text = pick_column(frame, text_column, TEXT_CANDIDATES, "text", "--text-column")
     pairs = frame[pick_column(frame, pair_column, (), "pair", "--text-pair-column")] if pair_column else None
     return [str(t) for t in frame[text]], ([str(p) for p in pairs] if pairs is not None else None)
+
+
+# --- bench and report (issue 6) ---
+@command
+def bench_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifact directories to compare (PyTorch or ONNX).")],
+    data: Annotated[str, typer.Option(help="Labelled data: a file, a directory (its --split file), or a Hub id.")],
+    out: Annotated[Path, typer.Option(help="Results JSON to write (read by `bertc report`).")],
+    device: Annotated[str, typer.Option(help="Where the variants run: cpu or cuda.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="CPU threads per variant (default: all usable cores).")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes to time, e.g. 1,8,32.")] = "1,8,32",
+    seq_len: Annotated[str, typer.Option(help="'real' (the data's own lengths, no padding to max) and/or fixed "
+                                              "lengths, e.g. real or 32,128.")] = "real",
+    warmup: Annotated[int, typer.Option(help="Untimed calls per variant and setting before timing.")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed calls per variant and setting.")] = 100,
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds of timed calls per variant and setting (replaces --runs).")] = None,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds the timed calls are split into.")] = 10,
+    baseline: Annotated[Path | None, typer.Option(
+        help="The variant the others are compared with (default: the first).")] = None,
+    split: Annotated[str, typer.Option(help="Split to use when --data is a directory or Hub id.")] = "test",
+    max_samples: Annotated[int | None, typer.Option(help="Use only the first N rows of the data.")] = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="Skip accuracy and macro-F1.")] = False,
+    no_memory: Annotated[bool, typer.Option("--no-memory", help="Skip peak memory (child processes).")] = False,
+    standard_recipe: Annotated[bool, typer.Option(
+        help="Also bench PyTorch eager and ORT-optimized dynamic int8 of the unpruned fine-tuned model.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the order in which real sentences are batched.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+):
+    """Latency, throughput, memory, size and accuracy of every variant, measured side by side."""
+    from bertc.bench.bench import BenchConfig, bench, parse_int_list, parse_seq_lens
+    from bertc.bench.report import console_tables
+    from bertc.console import console
+
+    config = BenchConfig(
+        data=data, split=split, text_column=text_column, text_pair_column=text_pair_column,
+        label_column=label_column, max_samples=max_samples, device=device, threads=threads,
+        batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"), seq_lens=parse_seq_lens(seq_len), warmup=warmup,
+        runs=runs, duration=duration, rounds=rounds, baseline=str(baseline) if baseline else None,
+        accuracy=not no_accuracy, memory=not no_memory, standard_recipe=standard_recipe, seed=seed)
+    results = bench(artifacts, config, out, overwrite=overwrite)
+    for table in console_tables(results):
+        console.print(table)
+    console.print(f"wrote {out}")
+
+
+@command
+def report_cmd(
+    results: Annotated[list[Path], typer.Argument(help="Results JSON files written by `bertc bench`.")],
+    out: Annotated[Path, typer.Option(help="Directory for report.md, report.html and figures/.")],
+    max_accuracy_drop: Annotated[float, typer.Option(
+        help="Accuracy budget: points below the baseline a recommended variant may lose.")] = 1.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+):
+    """A readable report of bench results (Markdown and self-contained HTML) and the variant to ship."""
+    from bertc.bench.report import report
+    from bertc.console import console
+
+    path = report(results, out, max_accuracy_drop, overwrite=overwrite)
+    console.print(f"wrote {path / 'report.md'} and {path / 'report.html'}")
+
+
+# --- compression: `bertc prune` and `bertc distill` -------------------------------------------------------------
+# Training options are repeated from `bertc finetune` (Typer needs each one in the signature); the rarely used
+# --momentum, --poly-power, --exp-final-factor and --no-group-by-length keep their TrainConfig defaults here.
+DataFor = Annotated[str | None, typer.Option(
+    "--data", help="Labelled data for importance and recovery (default: the artifact's recorded training data).")]
+MaxTrain = Annotated[int | None, typer.Option(help="Use only the first N training examples.")]
+MaxEval = Annotated[int | None, typer.Option(help="Use only the first N eval examples.")]
+ValFraction = Annotated[float, typer.Option(help="Held-out share when no eval data is given.")]
+NoClean = Annotated[bool, typer.Option("--no-clean", help="Skip whitespace/empty/duplicate cleaning.")]
+Augment = Annotated[str | None, typer.Option(help="Augment training data: delete,swap.")]
+AugmentFactor = Annotated[float, typer.Option(help="Augmented copies per training example.")]
+AugmentProbability = Annotated[float, typer.Option(help="Share of words deleted/swapped.")]
+Temperature = Annotated[float, typer.Option(help="Distillation softmax temperature.")]
+SoftWeight = Annotated[float, typer.Option(help="Weight of the KL to the teacher's soft labels (x temperature^2).")]
+HardWeight = Annotated[float, typer.Option(help="Weight of the cross-entropy with the true labels.")]
+HiddenWeight = Annotated[float, typer.Option(help="Weight of the hidden-state loss between mapped layers.")]
+AttentionWeight = Annotated[float, typer.Option(help="Weight of the head-averaged attention-map loss.")]
+Optimizer = Annotated[str, typer.Option(help="adamw, adam, sgd (momentum) or adafactor.")]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay.")]
+MaxGradNorm = Annotated[float, typer.Option(help="Gradient clipping norm (0 disables).")]
+Schedule = Annotated[str, typer.Option(help="linear, cosine, constant, polynomial or exponential.")]
+Warmup = Annotated[float, typer.Option(help="Warmup: ratio of steps when < 1, else steps.")]
+LayerLrDecay = Annotated[float, typer.Option(help="Layer-wise lr decay (1 = off).")]
+BatchSize = Annotated[int, typer.Option(help="Training batch size per device.")]
+EvalBatchSize = Annotated[int, typer.Option(help="Evaluation batch size.")]
+GradAccum = Annotated[int, typer.Option(help="Gradient accumulation steps.")]
+MaxLength = Annotated[int, typer.Option(help="Truncate texts to N tokens.")]
+Seed = Annotated[int, typer.Option(help="Random seed (runs are reproducible).")]
+Precision = Annotated[str, typer.Option(help="fp32, bf16, or fp16 (CUDA).")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+EvalSteps = Annotated[int | None, typer.Option(help="Evaluate every N steps (default: per epoch).")]
+Patience = Annotated[int | None, typer.Option(help="Stop after N evaluations without improvement.")]
+SaveSteps = Annotated[int, typer.Option(help="Checkpoint every N steps (for --resume).")]
+LoggingSteps = Annotated[int, typer.Option(help="Log every N steps.")]
+
+
+def task_data(train, eval_, text_column, text_pair_column, label_column, max_train_samples, max_eval_samples,
+              val_fraction, no_clean, augment, augment_factor, augment_probability, seed):
+    from bertc.compress.options import TaskData
+    from bertc.data.augment import AugmentConfig
+
+    strategies = tuple(s.strip() for s in augment.split(",") if s.strip()) if augment else ()
+    return TaskData(train=train, eval=eval_, text_column=text_column, text_pair_column=text_pair_column,
+                    label_column=label_column, max_train_samples=max_train_samples,
+                    max_eval_samples=max_eval_samples, val_fraction=val_fraction, clean=not no_clean,
+                    augment=AugmentConfig(strategies=strategies, factor=augment_factor,
+                                          probability=augment_probability, seed=seed),
+                    seed=seed)
+
+
+def train_config(optimizer, schedule, precision, device, no_group_by_length=False, **options):
+    from bertc.finetune import TrainConfig
+
+    check_choice("--optimizer", optimizer, ("adamw", "adam", "sgd", "adafactor"))
+    check_choice("--schedule", schedule, ("linear", "cosine", "constant", "polynomial", "exponential"))
+    check_choice("--precision", precision, ("fp32", "bf16", "fp16"))
+    check_choice("--device", device, ("auto", "cpu", "cuda"))
+    return TrainConfig(optimizer=optimizer, schedule=schedule, precision=precision, device=device,
+                       group_by_length=not no_group_by_length, **options)
+
+
+def distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight):
+    from bertc.compress.options import DistillLoss
+
+    return DistillLoss(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight,
+                       hidden_weight=hidden_weight, attention_weight=attention_weight)
+
+
+def int_list(flag: str, value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise BertcError(f"{flag} takes comma-separated layer numbers such as 3,5; got {value!r}") from None
+
+
+def parse_heads_global(value: str | None) -> tuple[int | None, float | None]:
+    """--heads-global 36 is a head count; 0.5 (a decimal point or below 1) is a share of all heads."""
+    if value is None:
+        return None, None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BertcError(f"--heads-global takes a head count (36) or a share (0.5), got {value!r}") from None
+    if "." in value or number < 1:
+        return None, number
+    return int(number), None
+
+
+def show_compression(path: Path) -> None:
+    from bertc.artifact import is_artifact, read_manifest
+    from bertc.console import console, key_value_table
+
+    if not is_artifact(path):  # non-zero ranks of a distributed run
+        return
+    compression = read_manifest(path).get("compression", {})
+    before, after, ratios = compression.get("before"), compression.get("after"), compression.get("ratios")
+    if before and after:
+        rows = {key: f"{before[key]:,} -> {after[key]:,} (x{ratios[key]:.3f})"
+                for key in ("num_parameters", "encoder_parameters", "flops")}
+        rows["heads per layer"] = f"{before['heads_per_layer']} -> {after['heads_per_layer']}"
+        rows["FFN per layer"] = f"{before['ffn_per_layer']} -> {after['ffn_per_layer']}"
+        console.print(key_value_table(rows, f"size (FLOPs at {after['flops_seq_len']} tokens)"))
+    show_artifact_metrics(path)
+
+
+@command
+def prune_cmd(
+    artifact: Annotated[Path, typer.Argument(help="The bertc artifact to prune.")],
+    out: Out,
+    heads: Annotated[int | None, typer.Option(help="Keep the N most important attention heads in every layer.")] = None,
+    heads_global: Annotated[str | None, typer.Option(
+        help="Keep N heads ranked across layers (e.g. 36), or a share of them (e.g. 0.5); layers may differ "
+             "and lose all their heads.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Keep K encoder layers (see --layer-strategy).")] = None,
+    drop_layers: Annotated[str | None, typer.Option(help="Remove these encoder layers, e.g. 3,5 (0-based).")] = None,
+    layer_strategy: Annotated[str, typer.Option(
+        help="Which layers --layers keeps: importance (loss on data), top (drop the top layers) or alternate "
+             "(every other).")] = "importance",
+    ffn: Annotated[float | None, typer.Option(help="Keep this share of every FFN's intermediate neurons.")] = None,
+    ffn_size: Annotated[int | None, typer.Option(help="Keep N intermediate neurons in every FFN.")] = None,
+    importance: Annotated[str, typer.Option(
+        help="gradient (needs data), magnitude, or auto: gradient when data is available.")] = "auto",
+    importance_samples: Annotated[int, typer.Option(help="Labelled examples used to score importance.")] = 512,
+    iterative: Annotated[int, typer.Option(help="Prune in S steps, re-scoring (and recovering) after each.")] = 1,
+    recover_epochs: Annotated[float | None, typer.Option(help="Fine-tune N epochs after pruning.")] = None,
+    recover_steps: Annotated[int | None, typer.Option(help="Fine-tune N steps after pruning.")] = None,
+    distill: Annotated[bool, typer.Option(help="Recover by distilling from the unpruned parent.")] = False,
+    data: DataFor = None,
+    eval_: Eval = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    max_train_samples: MaxTrain = None,
+    max_eval_samples: MaxEval = None,
+    val_fraction: ValFraction = 0.1,
+    no_clean: NoClean = False,
+    augment: Augment = None,
+    augment_factor: AugmentFactor = 1.0,
+    augment_probability: AugmentProbability = 0.1,
+    temperature: Temperature = 2.0,
+    soft_weight: SoftWeight = 0.5,
+    hard_weight: HardWeight = 0.5,
+    hidden_weight: HiddenWeight = 0.0,
+    attention_weight: AttentionWeight = 0.0,
+    optimizer: Optimizer = "adamw",
+    lr: Annotated[float, typer.Option(help="Peak learning rate of recovery.")] = 5e-5,
+    weight_decay: WeightDecay = 0.01,
+    max_grad_norm: MaxGradNorm = 1.0,
+    schedule: Schedule = "linear",
+    warmup: Warmup = 0.1,
+    layer_lr_decay: LayerLrDecay = 1.0,
+    batch_size: BatchSize = 32,
+    eval_batch_size: EvalBatchSize = 64,
+    grad_accum: GradAccum = 1,
+    max_length: MaxLength = 128,
+    seed: Seed = 42,
+    precision: Precision = "fp32",
+    device: Device = "auto",
+    eval_steps: EvalSteps = None,
+    early_stopping_patience: Patience = None,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint recovery every N steps.")] = 100,
+    logging_steps: LoggingSteps = 10,
+    overwrite: Overwrite = False,
+):
+    """Structurally prune heads, layers and FFN neurons by importance; optionally recover by training."""
+    from bertc.compress.prune import PruneConfig, prune
+
+    check_choice("--layer-strategy", layer_strategy, ("importance", "top", "alternate"))
+    check_choice("--importance", importance, ("auto", "gradient", "magnitude"))
+    global_count, global_ratio = parse_heads_global(heads_global)
+    recover = None
+    if recover_epochs is not None or recover_steps is not None:
+        recover = train_config(
+            optimizer, schedule, precision, device, lr=lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+            warmup=warmup, layer_lr_decay=layer_lr_decay, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            grad_accum=grad_accum, epochs=recover_epochs if recover_epochs is not None else 1.0,
+            max_steps=recover_steps, max_length=max_length, seed=seed, eval_steps=eval_steps,
+            early_stopping_patience=early_stopping_patience, save_steps=save_steps, logging_steps=logging_steps)
+    config = PruneConfig(
+        heads=heads, heads_global=global_count, heads_global_ratio=global_ratio, layers=layers,
+        drop_layers=int_list("--drop-layers", drop_layers), layer_strategy=layer_strategy, ffn=ffn,
+        ffn_size=ffn_size, importance=importance, importance_samples=importance_samples, iterative=iterative,
+        data=task_data(data, eval_, text_column, text_pair_column, label_column, max_train_samples,
+                       max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed),
+        recover=recover, distill=distill,
+        distill_loss=distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight))
+    show_compression(prune(artifact, config, out, overwrite=overwrite))
+
+
+@command
+def distill_cmd(
+    teacher: Annotated[Path, typer.Option(help="The teacher: a fine-tuned bertc artifact.")],
+    out: Out,
+    student: Annotated[str | None, typer.Option(help="An existing student artifact (e.g. a pruned one).")] = None,
+    student_layers: Annotated[str | None, typer.Option(
+        help="Make the student from the teacher with K evenly spaced layers (3 of 6: every other), or from the "
+             "listed teacher layers (0,2,5). With --student: the teacher layer each student layer maps to.")] = None,
+    train: Annotated[str | None, typer.Option(
+        help="Training data (default: the teacher's recorded training data).")] = None,
+    eval_: Eval = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    max_train_samples: MaxTrain = None,
+    max_eval_samples: MaxEval = None,
+    val_fraction: ValFraction = 0.1,
+    no_clean: NoClean = False,
+    augment: Augment = None,
+    augment_factor: AugmentFactor = 1.0,
+    augment_probability: AugmentProbability = 0.1,
+    temperature: Temperature = 2.0,
+    soft_weight: SoftWeight = 0.5,
+    hard_weight: HardWeight = 0.5,
+    hidden_weight: HiddenWeight = 0.0,
+    attention_weight: AttentionWeight = 0.0,
+    optimizer: Optimizer = "adamw",
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 8e-5,
+    weight_decay: WeightDecay = 0.01,
+    max_grad_norm: MaxGradNorm = 1.0,
+    schedule: Schedule = "linear",
+    warmup: Warmup = 0.1,
+    layer_lr_decay: LayerLrDecay = 1.0,
+    batch_size: BatchSize = 32,
+    eval_batch_size: EvalBatchSize = 64,
+    grad_accum: GradAccum = 1,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 3.0,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
+    max_length: MaxLength = 128,
+    seed: Seed = 42,
+    precision: Precision = "fp32",
+    device: Device = "auto",
+    eval_steps: EvalSteps = None,
+    early_stopping_patience: Patience = None,
+    save_steps: SaveSteps = 100,
+    logging_steps: LoggingSteps = 10,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    overwrite: Overwrite = False,
+):
+    """Distil a teacher artifact into a smaller student (soft labels, optionally hidden states and attention)."""
+    from bertc.compress.distill import DistillConfig, distill
+
+    layer_list = int_list("--student-layers", student_layers)
+    count = layer_list[0] if student is None and len(layer_list) == 1 and "," not in student_layers else None
+    config = DistillConfig(
+        student=student, student_layers=count, layer_map=None if count is not None else (layer_list or None),
+        data=task_data(train, eval_, text_column, text_pair_column, label_column, max_train_samples,
+                       max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed),
+        loss=distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight),
+        train=train_config(
+            optimizer, schedule, precision, device, lr=lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+            warmup=warmup, layer_lr_decay=layer_lr_decay, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            grad_accum=grad_accum, epochs=epochs, max_steps=max_steps, max_length=max_length, seed=seed,
+            eval_steps=eval_steps, early_stopping_patience=early_stopping_patience, save_steps=save_steps,
+            logging_steps=logging_steps))
+    show_compression(distill(teacher, config, out, overwrite=overwrite, resume=resume))
+
+
+# --- export and quantize (issue 5) ---
+VerifyDevice = Annotated[str, typer.Option(help="Execution provider used to verify: cpu or cuda (onnxruntime-gpu).")]
+
+
+@command
+def export_cmd(
+    artifact: Annotated[Path, typer.Argument(help="A bertc artifact (or a transformers classifier directory).")],
+    out: Out,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the format bertc exports).")] = True,
+    optimize: Annotated[str, typer.Option(
+        help="ONNX Runtime optimization: none, basic (generic passes) or all (BERT fusion).")] = "all",
+    opset: Annotated[int, typer.Option(help="ONNX opset version (14 to 20).")] = 17,
+    fp16: Annotated[bool, typer.Option(
+        "--fp16", help="Convert weights to float16 for GPU serving (inputs and logits stay int64/float32).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail when fewer Attention nodes fuse than the model has attention layers.")] = False,
+    data: Annotated[str | None, typer.Option(
+        help="Labelled data to verify on (default: the eval data recorded in the artifact).")] = None,
+    split: Annotated[str, typer.Option(help="Split to use when --data is a directory of splits.")] = "validation",
+    verify_samples: Annotated[int, typer.Option(help="Verify on at most this many examples.")] = 1000,
+    atol: Annotated[float | None, typer.Option(
+        help="Largest allowed logit difference to PyTorch (default 1e-3, fp16 5e-2).")] = None,
+    min_agreement: Annotated[float, typer.Option(
+        help="Smallest allowed share of examples labelled as PyTorch labels them.")] = 0.995,
+    device: VerifyDevice = "cpu",
+    overwrite: Overwrite = False,
+):
+    """Export to ONNX, fuse with ONNX Runtime, check the fusion and verify against PyTorch on real samples."""
+    from bertc.export.onnx import ExportConfig, export
+    from bertc.export.summary import print_export
+
+    if not onnx:
+        raise BertcError("ONNX is the only export format; pass --onnx")
+    config = ExportConfig(optimize=optimize, opset=opset, fp16=fp16, strict=strict, data=data, split=split,
+                          verify_samples=verify_samples, atol=atol, min_agreement=min_agreement, device=device)
+    print_export(export(artifact, config, out, overwrite=overwrite))
+
+
+@command
+def quantize_cmd(
+    artifact: Annotated[Path, typer.Argument(help="An fp32 ONNX artifact, or a PyTorch one (exported first).")],
+    out: Out,
+    method: Annotated[str, typer.Option(help="dynamic (ORT int8), static (ORT int8 QDQ, calibrated), fp16 (CUDA), "
+                                             "or torch-dynamic (PyTorch int8 Linear layers).")] = "dynamic",
+    per_channel: Annotated[bool, typer.Option(
+        "--per-channel", help="dynamic/static: one int8 scale per output channel of each weight.")] = False,
+    reduce_range: Annotated[bool, typer.Option(
+        "--reduce-range", help="dynamic/static: 7-bit weights (avoids saturation on CPUs without VNNI).")] = False,
+    calibration: Annotated[str | None, typer.Option(
+        help="static: calibration method minmax (default), entropy or percentile.")] = None,
+    calibration_data: Annotated[str | None, typer.Option(
+        help="static: data to calibrate on (default: the training data recorded in the artifact).")] = None,
+    calibration_samples: Annotated[int | None, typer.Option(
+        help="static: calibrate on this many randomly chosen examples (default 200).")] = None,
+    percentile: Annotated[float | None, typer.Option(
+        help="static: the percentile of --calibration percentile (default 99.999).")] = None,
+    eval_: Annotated[str | None, typer.Option(
+        "--eval", help="Labelled data to compare with the parent (default: the parent's eval data).")] = None,
+    split: Annotated[str, typer.Option(help="Split to use when --eval is a directory of splits.")] = "validation",
+    eval_samples: Annotated[int, typer.Option(help="Compare on at most this many examples.")] = 1000,
+    max_accuracy_drop: Annotated[float | None, typer.Option(
+        help="Accuracy points the model may lose against its parent; beyond it, bertc keeps the most sensitive "
+             "layers in float and retries, and writes nothing if no attempt fits.")] = None,
+    max_float_layers: Annotated[int, typer.Option(
+        help="The retry keeps at most this many of the most sensitive layers in float.")] = 3,
+    device: VerifyDevice = "cpu",
+    overwrite: Overwrite = False,
+):
+    """Quantize (int8 dynamic/static, fp16, PyTorch int8) and measure the result against its parent."""
+    from bertc.export.quantize import QuantizeConfig, method_config, quantize
+    from bertc.export.summary import print_quantize
+
+    config = QuantizeConfig(
+        method=method_config(method, per_channel=per_channel, reduce_range=reduce_range, calibration=calibration,
+                             calibration_data=calibration_data, calibration_samples=calibration_samples,
+                             percentile=percentile),
+        eval_data=eval_, split=split, eval_samples=eval_samples, max_accuracy_drop=max_accuracy_drop,
+        max_float_layers=max_float_layers, device=device)
+    print_quantize(quantize(artifact, config, out, overwrite=overwrite))
 
 
 def main():

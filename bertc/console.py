@@ -3,38 +3,43 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+console = Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def classification_table(report: dict, title: str) -> Table:
-    table = Table(title=title)
+def print_classification(report: dict, title: str) -> None:
+    """Per-class scores as a table, with the headline figures on their own line (long titles never wrap)."""
+    table = Table()
     for column in ("class", "precision %", "recall %", "F1 %", "support"):
         table.add_column(column, justify="right" if column != "class" else "left")
     for label, scores in report["per_class"].items():
         table.add_row(label, pct(scores["precision"]), pct(scores["recall"]), pct(scores["f1"]),
                       str(scores["support"]))
-    table.caption = (f"accuracy {pct(report['accuracy'])}%   macro-F1 {pct(report['macro_f1'])}%   "
-                     f"samples {report['samples']}")
-    return table
+    console.print(title, style="bold", soft_wrap=True)
+    console.print(table)
+    console.print(f"accuracy {pct(report['accuracy'])}%   macro-F1 {pct(report['macro_f1'])}%   "
+                  f"samples {report['samples']}", soft_wrap=True)
 
 
-def confusion_table(report: dict) -> Table:
-    table = Table(title="confusion matrix (rows: true, columns: predicted)")
+def print_confusion(report: dict) -> None:
+    console.print("confusion matrix (rows: true class, columns: predicted)", style="bold")
+    table = Table()
     table.add_column("")
     for label in report["labels"]:
         table.add_column(label, justify="right")
     for label, row in zip(report["labels"], report["confusion_matrix"]):
         table.add_row(label, *[str(v) for v in row])
-    return table
+    console.print(table)
 
 
 def key_value_table(values: dict, title: str) -> Table:

@@ -55,7 +55,22 @@ def load_torch_predictor(path: Path, manifest: dict, device: str, batch_size: in
                           device=device)
 
 
-PREDICTOR_LOADERS: dict[str, Callable] = {"pytorch": load_torch_predictor}
+def lazy_loader(module: str, name: str) -> Callable:
+    """A predictor loader imported on first use, so `import bertc` does not import onnxruntime."""
+
+    def load(path: Path, manifest: dict, device: str, batch_size: int):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(path, manifest, device, batch_size)
+
+    return load
+
+
+PREDICTOR_LOADERS: dict[str, Callable] = {
+    "pytorch": load_torch_predictor,
+    "onnx": lazy_loader("bertc.export.runtime", "load_onnx_predictor"),
+    "pytorch-quantized": lazy_loader("bertc.export.torch_dynamic", "load_torch_dynamic_predictor"),
+}
 
 
 def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):

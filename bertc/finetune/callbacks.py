@@ -51,6 +51,10 @@ class ProgressCallback(TrainerCallback):
         self.lr = logs.get("learning_rate", self.lr)
         if self.progress is not None:
             self.progress.update(self.task, info=self.info())
+            if not self.progress.console.is_terminal:  # logs and CI get a line per log step instead of a bar
+                extra = f"  eval accuracy {logs['eval_accuracy']:.4f}" if "eval_accuracy" in logs else ""
+                self.progress.console.print(f"{self.description} step {state.global_step}/{state.max_steps}  "
+                                            f"{self.info()}{extra}", soft_wrap=True)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:

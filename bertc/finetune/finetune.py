@@ -51,11 +51,30 @@ def starting_model(config: FinetuneConfig, labels: list):
                                       trust_remote_code=config.trust_remote_code)
 
 
+def describe_data(data: PreparedData) -> None:
+    from bertc.console import console
+
+    report = data.report
+    for split in ("train", "eval"):
+        cleaning = report.get(f"{split}_cleaning")
+        line = f"{split}: {report[f'{split}_examples']} examples from {report[f'{split}_source']}"
+        if cleaning is not None:
+            line += (f" (cleaning dropped {cleaning.empty_text} empty, {cleaning.missing_label} unlabelled, "
+                     f"{cleaning.duplicates} duplicate rows; {cleaning.conflicting_texts} texts have conflicting "
+                     "labels)")
+        if split == "train" and report.get("augmented_examples"):
+            line += f", {report['augmented_examples']} of them augmented"
+        console.print(line, soft_wrap=True)
+    console.print(f"labels: {', '.join(map(str, data.labels))}", soft_wrap=True)
+
+
 def finetune(config: FinetuneConfig, out: Path | str, *, overwrite: bool = False, resume: bool = False) -> Path:
     from transformers import set_seed
 
     out = check_output(out, overwrite)
     data = prepare_data(config.data)
+    if is_main_process():
+        describe_data(data)
     set_seed(config.train.seed)
     model, tokenizer = starting_model(config, data.labels)
     label2id = {label: i for i, label in enumerate(data.labels)}

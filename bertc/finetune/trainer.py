@@ -34,6 +34,10 @@ LOG_FILE = "train_log.jsonl"
 class BertcTrainer(Trainer):
     """Trainer whose optimizer and schedule come from a :class:`TrainConfig`."""
 
+    # Sequence-classification losses are per-batch means (they ignore num_items_in_batch), so Trainer must divide
+    # them by the accumulation steps; left to its default it assumes they were not and sums --grad-accum batches.
+    loss_is_scaled_for_ga = False
+
     def __init__(self, *args, train_config: TrainConfig, **kwargs):
         self.train_config = train_config
         super().__init__(*args, **kwargs)

@@ -1,0 +1,411 @@
+"""`bertc report`: bench results as a report a person can read, and the variant to ship.
+
+Writes ``report.md`` (figures beside it in ``figures/``) and a self-contained ``report.html`` (figures embedded
+as base64 PNG). Each results file gets its own section, since latencies from different machines or devices
+are not comparable: a recommendation, the table at the reference setting (batch 1 with real lengths when it
+was measured), the latency of every setting, an accuracy-versus-latency scatter with its Pareto front, latency
+and throughput by batch size, the lineage of each variant and the environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from bertc.artifact import check_output, staging_dir
+from bertc.bench.bench import read_results
+from bertc.errors import BertcError
+
+
+def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_drop: float = 1.0, *,
+           overwrite: bool = False) -> Path:
+    """Write report.md, report.html and figures/ for one or more results files into ``out_dir``."""
+    if max_accuracy_drop < 0:
+        raise BertcError(f"--max-accuracy-drop must be at least 0 (points of accuracy), got {max_accuracy_drop}")
+    if not results_files:
+        raise BertcError("no results files given; pass one or more JSON files written by `bertc bench`")
+    results = [read_results(path) for path in results_files]
+    out_dir = check_output(out_dir, overwrite)
+    sections = [section(r, Path(p).name, max_accuracy_drop, i + 1)
+                for i, (r, p) in enumerate(zip(results, results_files))]
+    with staging_dir(out_dir, overwrite) as tmp:
+        (tmp / "figures").mkdir()
+        for s in sections:
+            for name, png in s["figures"].items():
+                (tmp / "figures" / name).write_bytes(png)
+        (tmp / "report.md").write_text(to_markdown(sections, max_accuracy_drop))
+        (tmp / "report.html").write_text(to_html(sections, max_accuracy_drop))
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------- content
+
+def reference_setting(results: dict) -> dict:
+    """The setting the recommendation uses: the smallest batch with real lengths, else the first one."""
+    settings = results["settings"]
+    real = [s for s in settings if s["seq_len"] == "real"]
+    return min(real or settings[:1], key=lambda s: s["batch_size"])
+
+
+def setting_label(setting: dict) -> str:
+    seq = "real lengths" if setting["seq_len"] == "real" else f"{setting['seq_len']} tokens"
+    return f"batch {setting['batch_size']}, {seq}"
+
+
+def row_at(variant: dict, setting: dict) -> dict:
+    for row in variant["latency"]:
+        if row["batch_size"] == setting["batch_size"] and row["seq_len"] == setting["seq_len"]:
+            return row
+    raise BertcError(f"results for {variant['name']} lack the setting {setting_label(setting)}; "
+                     "the file was edited or is damaged, re-run `bertc bench`")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of (latency, accuracy) points that no other point beats on both, ordered by latency."""
+    def beats(a, b):
+        return a[0] <= b[0] and a[1] >= b[1] and a != b
+
+    front = [i for i, p in enumerate(points) if not any(beats(q, p) for q in points)]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def recommend(results: dict, max_accuracy_drop: float) -> dict:
+    """The fastest variant within the accuracy budget at the reference setting, in plain words."""
+    setting = reference_setting(results)
+    where = setting_label(setting)
+    variants = results["variants"]
+    base = next(v for v in variants if v["name"] == results["baseline"])
+    p50 = {v["name"]: row_at(v, setting)["p50_ms"] for v in variants}
+    measured = base.get("accuracy") is not None
+    budget = f"the {points_text(max_accuracy_drop)} accuracy budget"
+
+    def drop(v):
+        return 100 * (base["accuracy"] - v["accuracy"]) if measured and v.get("accuracy") is not None else None
+
+    eligible = [v for v in variants if not measured or (drop(v) is not None and drop(v) <= max_accuracy_drop + 1e-9)]
+    best = min(eligible, key=lambda v: p50[v["name"]])
+    row = row_at(best, setting)
+    over = [v for v in variants if v not in eligible and p50[v["name"]] < p50[best["name"]]]
+    over_text = (" Faster but over the budget: " + ", ".join(
+        f"{v['name']} ({num(p50[v['name']])} ms, {signed(-drop(v))} points)" for v in over) + ".") if over else ""
+    if best is base or row["speedup"] is None or row["speedup"] <= 1:
+        text = (f"No variant beats the baseline {base['name']} ({num(p50[base['name']])} ms p50 at {where})"
+                + (f" within {budget}." if measured else ".") + over_text)
+        return {"choice": None, "setting": setting, "text": text}
+    if measured:
+        accuracy = (f"Its accuracy is {100 * best['accuracy']:.2f}% ({signed(-drop(best))} points against the "
+                    f"baseline, within {budget}).")
+    else:
+        accuracy = "Accuracy was not measured (--no-accuracy), so the budget was not checked."
+    text = (f"Ship {best['name']}: at {where}, it takes {num(p50[best['name']])} ms (p50) against "
+            f"{num(p50[base['name']])} ms for the baseline {base['name']}, {row['speedup']:.2f}x faster "
+            f"(per-round range {row['speedup_min']:.2f}-{row['speedup_max']:.2f}x). {accuracy}")
+    size = best.get("vs_baseline", {}).get("size_ratio")
+    if size and abs(size - 1) < 0.03:
+        text += f" Its size on disk is about the baseline's ({mb(best['size_bytes'])} MB)."
+    elif size:
+        factor, how = (size, "smaller") if size >= 1 else (1 / size, "larger")
+        text += f" It is {factor:.2f}x {how} on disk ({mb(best['size_bytes'])} MB)."
+    if row["speedup_min"] is not None and row["speedup_min"] <= 1:
+        text += (" Some rounds measured it no faster than the baseline, so the gain is within this run's noise; "
+                 "re-run with more --runs before relying on it.")
+    text += over_text + standard_recipe_text(results, best, setting, p50)
+    return {"choice": best["name"], "setting": setting, "text": text}
+
+
+def standard_recipe_text(results: dict, best: dict, setting: dict, p50: dict) -> str:
+    standard = [v for v in results["variants"] if v.get("standard_recipe") and v is not best]
+    if not standard:
+        return ""
+    fastest = min(standard, key=lambda v: p50[v["name"]])
+    ratio = p50[fastest["name"]] / p50[best["name"]]
+    accuracy = ""
+    if best.get("accuracy") is not None and fastest.get("accuracy") is not None:
+        accuracy = f", {signed(100 * (best['accuracy'] - fastest['accuracy']))} points of accuracy"
+    return (f" Against the standard recipe's fastest, {fastest['name']} ({num(p50[fastest['name']])} ms), it is "
+            f"{ratio:.2f}x {'faster' if ratio >= 1 else 'as fast'}{accuracy}.")
+
+
+def points_text(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def num(value: float) -> str:
+    """Three significant digits, without exponents: 0.0846, 23.4, 148, 1,106."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def mb(size: int | None) -> str:
+    return "-" if not size else f"{size / 2**20:.1f}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def ms(row: dict) -> str:
+    low, high = min(row["round_p50_ms"]), max(row["round_p50_ms"])
+    return f"{num(row['p50_ms'])} ({num(low)}-{num(high)})"
+
+
+def ratio_text(row: dict, baseline: bool = False) -> str:
+    if baseline:
+        return "baseline"
+    if row.get("speedup") is None:
+        return "-"
+    return f"{row['speedup']:.2f}x ({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
+
+
+def summary_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Every variant at the reference setting: speed, accuracy, size, memory."""
+    setting = reference_setting(results)
+    headers = ["variant", "backend", "p50 ms (round range)", "p90 ms", "p99 ms", "samples/s", "speedup vs baseline",
+               "accuracy %", "delta points", "macro-F1 %", "size MB", "parameters", "peak RSS MB", "model RSS MB"]
+    rows = []
+    for v in results["variants"]:
+        row, memory = row_at(v, setting), v.get("memory") or {}
+        delta = v.get("vs_baseline", {}).get("accuracy_delta_points")
+        rows.append([v["name"] + (" (baseline)" if v["name"] == results["baseline"] else ""),
+                     v["backend"] + (f" {v['variant']}" if v.get("variant") else ""),
+                     ms(row), num(row["p90_ms"]), num(row["p99_ms"]), num(row["throughput"]),
+                     ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")), signed(delta),
+                     pct(v.get("macro_f1")), mb(v.get("size_bytes")),
+                     f"{v['num_parameters']:,}" if v.get("num_parameters") else "-",
+                     mb(memory.get("peak_rss_bytes")), mb(memory.get("model_rss_bytes"))])
+    return headers, rows
+
+
+def latency_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["variant", "setting", "mean tokens/row", "p50 ms (round range)", "p90 ms", "p99 ms", "mean ms",
+               "samples/s (round range)", "speedup vs baseline", "timed calls"]
+    rows = []
+    for setting in results["settings"]:
+        for v in results["variants"]:
+            row = row_at(v, setting)
+            rows.append([v["name"], setting_label(setting), f"{row['tokens_per_row_mean']:.1f}", ms(row),
+                         num(row["p90_ms"]), num(row["p99_ms"]), num(row["mean_ms"]),
+                         f"{num(row['throughput'])} ({num(row['throughput_min'])}-{num(row['throughput_max'])})",
+                         ratio_text(row, v["name"] == results["baseline"]), str(row["runs"])])
+    return headers, rows
+
+
+def lineage_lines(variant: dict) -> list[str]:
+    return [f"{step.get('stage') or 'source'}: {step.get('path')}" + (f" ({step['summary']})" if step.get("summary")
+                                                                     else "") for step in variant["lineage"]]
+
+
+def environment_rows(results: dict) -> list[tuple[str, str]]:
+    env, config = results["environment"], results["config"]
+    gpu = env.get("gpu")
+    packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
+    timing = (f"warmup {config['warmup']}, " + (f"{config['duration']} s" if config.get("duration")
+                                                else f"{config['runs']} calls") + f" per variant and setting in "
+              f"{config['rounds']} interleaved rounds")
+    return [("measured", results["created"]), ("device", env.get("device", "cpu")), ("CPU", env.get("cpu", "?")),
+            ("CPU features", ", ".join(env.get("cpu_flags", [])) or "-"), ("cores", str(env.get("cores"))),
+            ("threads", str(env.get("threads"))),
+            ("GPU", f"{gpu['name']} (driver {gpu.get('driver')}, CUDA {gpu.get('cuda')})" if gpu else "none"),
+            ("packages", packages), ("bertc commit", str(env.get("bertc_commit"))),
+            ("python", f"{env.get('python')} on {env.get('platform')}"),
+            ("data", f"{results['data']['source']} ({results['data']['samples']} rows)"), ("timing", timing),
+            ("load average (1 min)", ", ".join(f"{k} {v}" for k, v in (env.get("load_average") or {}).items()))]
+
+
+def section(results: dict, source: str, max_accuracy_drop: float, number: int) -> dict:
+    env = results["environment"]
+    hardware = env["gpu"]["name"] if env.get("device") == "cuda" and env.get("gpu") else env.get("cpu", "?")
+    return {"title": f"{source}: {env.get('device', 'cpu')}, {hardware}",
+            "recommendation": recommend(results, max_accuracy_drop)["text"], "notes": notes(results),
+            "reference": setting_label(reference_setting(results)),
+            "summary": summary_table(results), "latency": latency_table(results),
+            "lineage": {v["name"]: lineage_lines(v) for v in results["variants"]},
+            "environment": environment_rows(results),
+            "figures": figures(results, max_accuracy_drop, number)}
+
+
+def notes(results: dict) -> list[str]:
+    """Caveats a reader must see next to the recommendation."""
+    out = []
+    env = results["environment"]
+    load = [x for x in (env.get("load_average") or {}).values() if x is not None]
+    if load and max(load) > 0.5 * (env.get("cores") or 1):
+        out.append(f"The machine was busy while measuring (1-minute load average up to {max(load):.1f} on "
+                   f"{env.get('cores')} cores): timings are noisy. Re-run on an idle machine before quoting them.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def figures(results: dict, max_accuracy_drop: float, number: int) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = {}
+    if all(v.get("accuracy") is not None for v in results["variants"]):
+        out[f"{number}-accuracy-vs-latency.png"] = scatter(results, max_accuracy_drop)
+    out[f"{number}-latency-by-batch-size.png"] = by_batch_size(results)
+    return out
+
+
+def style(results: dict, i: int, v: dict) -> dict:
+    marker = "s" if v["name"] == results["baseline"] else ("^" if v.get("standard_recipe") else "o")
+    return {"color": f"C{i % 10}", "marker": marker}
+
+
+def png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def scatter(results: dict, max_accuracy_drop: float) -> bytes:
+    import matplotlib.pyplot as plt
+
+    setting = reference_setting(results)
+    variants = results["variants"]
+    points = [(row_at(v, setting)["p50_ms"], 100 * v["accuracy"]) for v in variants]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, (v, (x, y)) in enumerate(zip(variants, points)):
+        row = row_at(v, setting)
+        ax.errorbar([x], [y], xerr=[[x - min(row["round_p50_ms"])], [max(row["round_p50_ms"]) - x]],
+                    markersize=9, linestyle="none", label=v["name"], **style(results, i, v))
+        ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    front = pareto_front(points)
+    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=320, facecolors="none",
+               edgecolors="0.25", linewidths=1.2, label="Pareto front (no variant both faster and more accurate)")
+    if len(front) > 1:
+        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="0.35",
+                linestyle="--", linewidth=1.2)
+    base = next(v for v in variants if v["name"] == results["baseline"])
+    ax.axhline(100 * base["accuracy"] - max_accuracy_drop, color="0.6", linestyle=":",
+               label=f"budget: baseline - {points_text(max_accuracy_drop)}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"p50 latency, ms ({setting_label(setting)}; bars: per-round range)")
+    ax.set_ylabel("accuracy, %")
+    ax.set_title("accuracy versus latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return png(fig)
+
+
+def by_batch_size(results: dict) -> bytes:
+    import matplotlib.pyplot as plt
+
+    seq_lens = list(dict.fromkeys(s["seq_len"] for s in results["settings"]))
+    fig, axes = plt.subplots(2, len(seq_lens), figsize=(5.2 * len(seq_lens), 7.5), squeeze=False)
+    for col, seq in enumerate(seq_lens):
+        for i, v in enumerate(results["variants"]):
+            rows = sorted((r for r in v["latency"] if r["seq_len"] == seq), key=lambda r: r["batch_size"])
+            sizes = [r["batch_size"] for r in rows]
+            low = [r["p50_ms"] - min(r["round_p50_ms"]) for r in rows]
+            high = [max(r["round_p50_ms"]) - r["p50_ms"] for r in rows]
+            axes[0][col].errorbar(sizes, [r["p50_ms"] for r in rows], yerr=[low, high], capsize=3, label=v["name"],
+                                  **style(results, i, v))
+            axes[1][col].plot(sizes, [r["throughput"] for r in rows], label=v["name"], **style(results, i, v))
+        what = "real lengths" if seq == "real" else f"{seq} tokens"
+        axes[0][col].set_title(f"p50 latency by batch size ({what})")
+        axes[0][col].set_ylabel("p50 latency, ms")
+        axes[1][col].set_title(f"throughput by batch size ({what})")
+        axes[1][col].set_ylabel("samples / s")
+        sizes = sorted({s["batch_size"] for s in results["settings"] if s["seq_len"] == seq})
+        for ax in axes[:, col]:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(b) for b in sizes])
+            ax.minorticks_off()
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+def to_markdown(sections: list[dict], max_accuracy_drop: float) -> str:
+    def table(headers, rows):
+        escape = [[str(c).replace("|", "\\|") for c in r] for r in [headers, *rows]]
+        lines = ["| " + " | ".join(escape[0]) + " |", "|" + "---|" * len(headers)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in escape[1:]])
+
+    parts = ["# bertc benchmark report", "",
+             f"Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. Latency is the time of "
+             "one model call on an already tokenised batch; ranges are the spread of per-round medians of interleaved "
+             "rounds.", ""]
+    for s in sections:
+        parts += [f"## {s['title']}", "", "### Recommendation", "", s["recommendation"], ""]
+        parts += [f"> Note: {note}\n" for note in s["notes"]]
+        parts += [f"### Variants at {s['reference']}", "", table(*s["summary"]), ""]
+        parts += [f"![{name}](figures/{name})" for name in s["figures"]] + [""]
+        parts += ["### Latency of every setting", "", table(*s["latency"]), "", "### Lineage", ""]
+        for name, lines in s["lineage"].items():
+            parts += [f"**{name}**", ""] + [f"{i + 1}. {line}" for i, line in enumerate(lines)] + [""]
+        parts += ["### Environment", "", table(["item", "value"], [list(r) for r in s["environment"]]), ""]
+    return "\n".join(parts)
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+.recommendation{background:#f6f6ee;border-left:4px solid #888;padding:0.8em 1em}img{max-width:100%;
+display:block;margin:1em 0}ol{font-size:14px}.note{color:#8a4b00}table.kv td{text-align:left}"""
+
+
+def to_html(sections: list[dict], max_accuracy_drop: float) -> str:
+    e = html.escape
+
+    def table(headers, rows):
+        head = "".join(f"<th>{e(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>bertc benchmark report</title>",
+             f"<style>{CSS}</style></head><body><h1>bertc benchmark report</h1>",
+             f"<p>Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. Latency is the time of "
+             "one model call on an already tokenised batch; ranges are the spread of per-round medians of "
+             "interleaved rounds.</p>"]
+    for s in sections:
+        parts += [f"<h2>{e(s['title'])}</h2><h3>Recommendation</h3>",
+                  f"<p class='recommendation'>{e(s['recommendation'])}</p>",
+                  *[f"<p class='note'>Note: {e(note)}</p>" for note in s["notes"]],
+                  f"<h3>Variants at {e(s['reference'])}</h3>", table(*s["summary"])]
+        for name, data in s["figures"].items():
+            parts.append(f"<img alt='{e(name)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
+        parts += ["<h3>Latency of every setting</h3>", table(*s["latency"]), "<h3>Lineage</h3>"]
+        for name, lines in s["lineage"].items():
+            parts.append(f"<p><b>{e(name)}</b></p><ol>" + "".join(f"<li>{e(x)}</li>" for x in lines) + "</ol>")
+        parts += ["<h3>Environment</h3>", table(["item", "value"], s["environment"]).replace("<table>",
+                                                                                             "<table class='kv'>")]
+    return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def console_tables(results: dict) -> list:
+    """Compact tables for the terminal (what `bertc bench` prints at the end); the report has every column."""
+    from rich.table import Table
+
+    setting = reference_setting(results)
+    summary = Table("variant", "backend", "p50 ms", "p99 ms", "samples/s", "speedup", "acc %", "delta", "MB",
+                    "RSS MB", title=f"variants at {setting_label(setting)} (ranges: per-round medians)")
+    for v in results["variants"]:
+        row = row_at(v, setting)
+        summary.add_row(v["name"], v["backend"] + (f" {v['variant']}" if v.get("variant") else ""), ms(row),
+                        num(row["p99_ms"]), num(row["throughput"]),
+                        ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")),
+                        signed(v.get("vs_baseline", {}).get("accuracy_delta_points")), mb(v.get("size_bytes")),
+                        mb((v.get("memory") or {}).get("model_rss_bytes")))
+    settings = Table("variant", "setting", "p50 ms", "p99 ms", "samples/s", "speedup", title="every setting")
+    for s in results["settings"]:
+        for v in results["variants"]:
+            row = row_at(v, s)
+            settings.add_row(v["name"], setting_label(s), ms(row), num(row["p99_ms"]), num(row["throughput"]),
+                             ratio_text(row, v["name"] == results["baseline"]))
+    return [summary, settings]

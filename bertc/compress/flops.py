@@ -1,0 +1,48 @@
+"""Size of a BERT-layout classifier: parameters and forward FLOPs, before and after compression.
+
+FLOPs are counted analytically for one sequence of ``seq_len`` tokens (2 FLOPs per multiply-add, matrix
+products only: LayerNorm, softmax, GELU and the embedding lookup are a few percent and are left out), so they
+depend only on the per-layer shapes and are the same on every machine.
+"""
+
+from __future__ import annotations
+
+from bertc.modeling import count_parameters, encoder_layers, head_size, layer_shapes
+
+
+def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int) -> int:
+    """Forward FLOPs of one encoder layer for one sequence."""
+    inner = heads * head_dim
+    projections = 2 * seq_len * hidden * inner * 4  # query, key, value and the output projection
+    attention = 2 * seq_len * seq_len * inner * 2  # scores (q k^T) and the weighted sum of values
+    feed_forward = 2 * seq_len * hidden * ffn * 2
+    return projections + attention + feed_forward
+
+
+def model_flops(model, seq_len: int = 128) -> int:
+    """Forward FLOPs of the whole classifier (encoder layers, pooler and classifier) for one sequence."""
+    heads, ffn = layer_shapes(model)
+    hidden, head_dim = model.config.hidden_size, head_size(model)
+    encoder = sum(layer_flops(hidden, h, head_dim, f, seq_len) for h, f in zip(heads, ffn))
+    head = 2 * hidden * hidden + 2 * hidden * model.config.num_labels  # pooler on [CLS] and the classifier
+    return encoder + head
+
+
+def size_report(model, seq_len: int = 128) -> dict:
+    """Parameters (all and encoder-only) and FLOPs of ``model``; what the manifest records before/after."""
+    heads, ffn = layer_shapes(model)
+    return {
+        "num_parameters": count_parameters(model),
+        "encoder_parameters": sum(count_parameters(layer) for layer in encoder_layers(model)),
+        "flops": model_flops(model, seq_len),
+        "flops_seq_len": seq_len,
+        "num_layers": len(heads),
+        "heads_per_layer": heads,
+        "ffn_per_layer": ffn,
+    }
+
+
+def compare_sizes(before: dict, after: dict) -> dict:
+    """after / before for parameters and FLOPs (lower is smaller)."""
+    return {key: after[key] / before[key] if before[key] else None
+            for key in ("num_parameters", "encoder_parameters", "flops")}

@@ -1,0 +1,198 @@
+"""How much each attention head, FFN neuron and encoder layer matters: what pruning keeps.
+
+Gradient importance follows Michel et al. 2019 ("Are Sixteen Heads Really Better than One?"): put a gate
+xi_h on the output of head h and score it with I_h = sum over examples of |dL/dxi_h|. transformers 5.x has no
+head masks, but none are needed: at xi = 1 the gate's gradient is the dot product of the head's slice of the
+attention context (what enters the output projection) with that slice's gradient, so hooks on the output
+projections read it off one ordinary backward pass. FFN neurons are scored the same way from the activations
+entering the FFN output projection.
+
+Layers are scored by ablation instead: the loss on the sample once a layer is removed, since dropping a whole
+layer is too large a change for a first-order estimate. Removal is greedy (drop the least harmful layer,
+measure again), so layers that only matter together are not both removed.
+
+Without data, a weight-magnitude criterion scores heads by ||W_value[h]|| * ||W_out[:, h]|| and neurons by
+||W_in[n]|| * ||W_out[:, n]||: a bound on how much they can add to the residual stream. It cannot rank layers.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bertc.data import TextDataset
+from bertc.data.batching import encode
+from bertc.inference import length_sorted_batches
+from bertc.modeling import PrunedAttention, base_model, encoder_layers, head_size, layer_heads
+
+
+@dataclass
+class ImportanceScores:
+    method: str  # "gradient" (Michel et al. 2019) or "magnitude" (weight norms, no data)
+    heads: list[list[float]]  # per layer, per head; [] for a layer whose attention was removed
+    ffn: list[list[float]]  # per layer, per intermediate neuron
+    layer_order: list[int] | None = None  # layers in greedy removal order, least important first (data only)
+    layer_rounds: list[dict] = field(default_factory=list)  # loss with each candidate removed, per round
+    base_loss: float | None = None  # mean cross-entropy of the unpruned model on the sample
+    samples: int = 0  # labelled examples the scores were computed on
+
+    def to_json(self, digits: int = 6) -> dict:
+        def rounded(values):
+            return [float(f"{v:.{digits}g}") for v in values]
+
+        return {"method": self.method, "samples": self.samples, "base_loss": self.base_loss,
+                "heads": [rounded(layer) for layer in self.heads], "layer_order": self.layer_order,
+                "layer_rounds": self.layer_rounds, "ffn": [rounded(layer) for layer in self.ffn]}
+
+
+def compute_importance(model, tokenizer=None, dataset: TextDataset | None = None, label2id: dict | None = None, *,
+                       samples: int = 512, max_length: int = 128, batch_size: int = 32, seed: int = 42,
+                       layer_drops: int = 0) -> ImportanceScores:
+    """Gradient importance on a sample of ``dataset`` when given, else weight magnitude.
+
+    ``layer_drops`` is how many rounds of greedy layer removal to measure (0: do not score layers).
+    """
+    if dataset is None:
+        return magnitude_importance(model)
+    batches = importance_batches(tokenizer, dataset, label2id, max_length, samples, batch_size, seed)
+    return gradient_importance(model, batches, layer_drops=layer_drops)
+
+
+def importance_batches(tokenizer, dataset: TextDataset, label2id: dict, max_length: int, samples: int,
+                       batch_size: int, seed: int) -> list[dict]:
+    """A seeded random sample of ``dataset`` as padded, length-grouped batches with labels."""
+    indices = list(range(len(dataset)))
+    random.Random(seed).shuffle(indices)
+    sample = dataset.select(sorted(indices[:samples]))
+    encoded = encode(tokenizer, sample, max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    batches = []
+    for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
+        inputs = tokenizer.pad([{k: encoded[k][i] for k in keys} for i in batch], return_tensors="pt")
+        inputs["labels"] = torch.tensor([label2id[sample.labels[i]] for i in batch])
+        batches.append(dict(inputs))
+    return batches
+
+
+def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> ImportanceScores:
+    """Head and neuron scores from one backward pass per batch; greedy layer ablation when ``layer_drops``."""
+    layers = encoder_layers(model)
+    head_dim = head_size(model)
+    device = next(model.parameters()).device
+    heads = [torch.zeros(layer_heads(layer), dtype=torch.float64) for layer in layers]
+    ffn = [torch.zeros(layer.intermediate.dense.out_features, dtype=torch.float64) for layer in layers]
+
+    def gate_gradient(scores: torch.Tensor, group: int):
+        # For the context x (batch, seq, units*group) and its gradient g, dL/dgate of unit u in one example is
+        # sum over seq and the unit's `group` dims of x*g; Michel et al. sum its absolute value over examples.
+        def hook(module, args):
+            x = args[0]
+
+            def accumulate(g):  # returns None: the gradient itself is left unchanged
+                scores.add_((x.detach() * g).unflatten(-1, (-1, group)).sum(dim=(1, 3)).abs().sum(0).double().cpu())
+
+            if x.requires_grad:
+                x.register_hook(accumulate)
+        return hook
+
+    handles = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer.attention, PrunedAttention):
+            handles.append(layer.attention.output.dense.register_forward_pre_hook(gate_gradient(heads[i], head_dim)))
+        handles.append(layer.output.dense.register_forward_pre_hook(gate_gradient(ffn[i], 1)))
+    was_training = model.training
+    model.eval()  # no dropout: score the model as it will run
+    total_loss, count = 0.0, 0
+    try:
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+            loss.backward()
+            total_loss += loss.item()
+            count += len(labels)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    scores = ImportanceScores(method="gradient", heads=[h.tolist() for h in heads], ffn=[f.tolist() for f in ffn],
+                              base_loss=total_loss / max(count, 1), samples=count)
+    if layer_drops:
+        scores.layer_order, scores.layer_rounds = greedy_layer_order(model, batches, layer_drops)
+    return scores
+
+
+def greedy_layer_order(model, batches: list[dict], drops: int) -> tuple[list[int], list[dict]]:
+    """Remove ``drops`` layers one at a time, each time the one whose removal raises the loss least."""
+    kept = list(range(len(encoder_layers(model))))
+    order, rounds = [], []
+    for _ in range(min(drops, len(kept) - 1)):
+        losses = {layer: mean_loss(model, batches, [i for i in kept if i != layer]) for layer in kept}
+        removed = min(losses, key=losses.get)
+        rounds.append({"loss_without": {str(k): round(v, 6) for k, v in losses.items()}, "removed": removed})
+        order.append(removed)
+        kept.remove(removed)
+    return order, rounds
+
+
+@torch.no_grad()
+def mean_loss(model, batches: list[dict], keep: list[int] | None = None) -> float:
+    """Mean cross-entropy on ``batches``, optionally running only the encoder layers in ``keep``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with only_layers(model, keep):
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            total += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            count += len(labels)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+@contextmanager
+def only_layers(model, keep: list[int] | None):
+    """Temporarily run the encoder with a subset of its layers."""
+    if keep is None:
+        yield
+        return
+    encoder = base_model(model).encoder
+    full = encoder.layer
+    encoder.layer = nn.ModuleList([full[i] for i in keep])
+    try:
+        yield
+    finally:
+        encoder.layer = full
+
+
+@torch.no_grad()
+def magnitude_importance(model) -> ImportanceScores:
+    """Weight-norm scores for heads and neurons, for when no labelled data is available."""
+    head_dim = head_size(model)
+    heads, ffn = [], []
+    for layer in encoder_layers(model):
+        if isinstance(layer.attention, PrunedAttention):
+            heads.append([])
+        else:
+            value = with_bias(layer.attention.self.value).unflatten(0, (-1, head_dim))  # (heads, head_dim, in)
+            out = layer.attention.output.dense.weight.unflatten(1, (-1, head_dim))  # (hidden, heads, head_dim)
+            heads.append((value.norm(dim=(1, 2)) * out.norm(dim=(0, 2))).double().tolist())
+        ffn.append((with_bias(layer.intermediate.dense).norm(dim=1) * layer.output.dense.weight.norm(dim=0))
+                   .double().tolist())
+    return ImportanceScores(method="magnitude", heads=heads, ffn=ffn)
+
+
+def with_bias(linear: nn.Linear) -> torch.Tensor:
+    """The weight with the bias as an extra input column: (out, in + 1)."""
+    if linear.bias is None:
+        return linear.weight
+    return torch.cat([linear.weight, linear.bias[:, None]], dim=1)

@@ -1,0 +1,402 @@
+"""`bertc prune`: structural head, layer and FFN pruning by importance, with optional recovery training.
+
+Pruning is structural: q/k/v rows, output-projection columns and FFN matrices are physically sliced
+(bertc.modeling.keep_heads_ / keep_neurons_) and removed layers leave the encoder, so the model is smaller and
+faster, not masked. The per-layer shapes go into config.json, so `bertc.load_model` rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bertc.artifact import check_output, load_artifact, save_artifact
+from bertc.compress.flops import compare_sizes, size_report
+from bertc.compress.importance import ImportanceScores, compute_importance
+from bertc.compress.options import DistillLoss, TaskData
+from bertc.errors import BertcError
+from bertc.finetune.config import TrainConfig
+from bertc.modeling import (
+    base_model,
+    encoder_layers,
+    head_size,
+    keep_heads_,
+    keep_neurons_,
+    layer_shapes,
+    record_layer_shapes_,
+)
+
+LayerStrategy = Literal["importance", "top", "alternate"]
+ImportanceMethod = Literal["auto", "gradient", "magnitude"]
+IMPORTANCE_FILE = "importance.json"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    heads: int | None = None  # keep the N most important attention heads in every layer
+    heads_global: int | None = None  # keep the N most important heads ranked across layers (layers may differ)
+    heads_global_ratio: float | None = None  # keep this share of the heads, ranked across layers
+    layers: int | None = None  # keep K encoder layers, chosen by --layer-strategy
+    drop_layers: tuple[int, ...] = ()  # remove these encoder layers (0-based)
+    layer_strategy: LayerStrategy = "importance"  # importance, top (drop the top layers) or alternate (every other)
+    ffn: float | None = None  # keep this share of the intermediate neurons of every feed-forward block
+    ffn_size: int | None = None  # keep N intermediate neurons in every feed-forward block
+    importance: ImportanceMethod = "auto"  # gradient (needs data), magnitude, or auto: gradient when data exists
+    importance_samples: int = 512  # labelled examples used to score heads, neurons and layers
+    data: TaskData = field(default_factory=TaskData)
+    recover: TrainConfig | None = None  # fine-tune after pruning with these options (None: no recovery)
+    distill: bool = False  # recover by distilling from the unpruned parent instead of plain fine-tuning
+    distill_loss: DistillLoss = field(default_factory=DistillLoss)
+    iterative: int = 1  # prune in S steps with importance re-scored (and recovery) after each
+
+    def __post_init__(self):
+        problems = []
+        if self.heads is not None and self.heads < 1:
+            problems.append(f"--heads must be at least 1, got {self.heads}")
+        if self.heads_global is not None and self.heads_global < 1:
+            problems.append(f"--heads-global must be at least 1 head, got {self.heads_global}")
+        if self.heads_global_ratio is not None and not 0 < self.heads_global_ratio <= 1:
+            problems.append(f"--heads-global as a share must be in (0, 1], got {self.heads_global_ratio}")
+        if sum(x is not None for x in (self.heads, self.heads_global, self.heads_global_ratio)) > 1:
+            problems.append("give only one of --heads and --heads-global")
+        if self.layers is not None and self.layers < 1:
+            problems.append(f"--layers must be at least 1, got {self.layers}")
+        if self.layers is not None and self.drop_layers:
+            problems.append("give only one of --layers and --drop-layers")
+        if any(i < 0 for i in self.drop_layers):
+            problems.append(f"--drop-layers takes 0-based layer indices, got {list(self.drop_layers)}")
+        if self.ffn is not None and not 0 < self.ffn <= 1:
+            problems.append(f"--ffn must be a fraction in (0, 1], got {self.ffn}")
+        if self.ffn_size is not None and self.ffn_size < 1:
+            problems.append(f"--ffn-size must be at least 1, got {self.ffn_size}")
+        if self.ffn is not None and self.ffn_size is not None:
+            problems.append("give only one of --ffn and --ffn-size")
+        if not self.prunes_anything:
+            problems.append("nothing to prune: give --heads, --heads-global, --layers, --drop-layers, --ffn or "
+                            "--ffn-size")
+        if self.importance_samples < 1:
+            problems.append(f"--importance-samples must be at least 1, got {self.importance_samples}")
+        if self.iterative < 1:
+            problems.append(f"--iterative must be at least 1, got {self.iterative}")
+        if self.distill and self.recover is None:
+            problems.append("--distill trains the pruned model; give --recover-epochs or --recover-steps too")
+        if problems:
+            raise BertcError("; ".join(problems))
+
+    @property
+    def prunes_anything(self) -> bool:
+        return any(x is not None for x in (self.heads, self.heads_global, self.heads_global_ratio, self.layers,
+                                           self.ffn, self.ffn_size)) or bool(self.drop_layers)
+
+
+def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: bool = False) -> Path:
+    """Prune the artifact ``src`` into a new artifact ``out`` (recovering between steps when asked)."""
+    from bertc.data import prepare_data
+    from bertc.finetune.finetune import work_dir_for
+    from bertc.finetune.trainer import remove_work_dir, resolve_device
+
+    src, out = Path(src), check_output(out, overwrite)
+    if out.absolute() == src.absolute():
+        raise BertcError(f"--out {out} is the artifact being pruned; stages never write into their input")
+    artifact = load_artifact(src)
+    model, manifest = artifact.model, artifact.manifest
+    check_against_model(config, model)
+    data_config, data_source = config.data.resolve(manifest)
+    use_gradient = config.importance == "gradient" or (config.importance == "auto" and data_config is not None)
+    problems = []
+    if use_gradient and data_config is None:
+        problems.append(f"--importance gradient needs labelled data ({data_source}); pass --data")
+    if config.recover is not None and data_config is None:
+        problems.append(f"recovery training needs labelled data ({data_source}); pass --data")
+    if not use_gradient and config.layers is not None and config.layer_strategy == "importance":
+        problems.append("layer importance is measured on data and magnitude scoring cannot rank layers; pass "
+                        "--data, or --layer-strategy top or alternate")
+    if problems:
+        raise BertcError("; ".join(problems))
+    data = prepare_data(data_config) if data_config is not None else None
+    labels = manifest["task"]["labels"]
+    label2id = {label: i for i, label in enumerate(labels)}
+    if data is not None:
+        check_labels(data, labels)
+    max_length = manifest["task"].get("max_length") or 128
+    device = resolve_device(config.recover.device if config.recover else "auto")
+    model.to(device)
+    teacher = copy.deepcopy(model).eval() if config.distill else None
+
+    before = size_report(model, max_length)
+    heads0, ffn0 = layer_shapes(model)
+    start = {"heads": heads0, "ffn": ffn0}
+    origins = list(range(len(heads0)))  # parent layer index of each current layer
+    head_origins = [list(range(h)) for h in heads0]  # parent head index of each current head
+    work_dir = work_dir_for(out)
+    remove_work_dir(work_dir)  # pruning has no --resume: leftovers of an interrupted run are stale
+    work_dir.mkdir(parents=True)
+    steps, logs = [], []
+    for step in range(1, config.iterative + 1):
+        steps_left = config.iterative - step + 1
+        drops = layer_drops_needed(config, len(origins), steps_left)
+        scores = compute_importance(model, artifact.tokenizer, data.train if use_gradient else None, label2id,
+                                    samples=config.importance_samples, max_length=max_length,
+                                    seed=config.data.seed + step, layer_drops=drops)
+        kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
+        record = step_record(step, scores, kept, origins, head_origins)
+        origins = [origins[i] for i in kept["kept_layers"]]
+        head_origins = [[head_origins[i][h] for h in heads] for i, heads in zip(kept["kept_layers"],
+                                                                               kept["kept_heads"])]
+        record["shape_after"] = size_report(model, max_length)
+        if data is not None and len(data.eval):
+            record["eval_accuracy_after_pruning"] = evaluate_model(model, artifact.tokenizer, labels, data,
+                                                                   max_length, device)["accuracy"]
+        if config.recover is not None:
+            step_dir = work_dir / f"step-{step}"
+            result = recover(model, artifact.tokenizer, data, label2id, config, step_dir, teacher, origins)
+            model = result.model
+            record["recovery"] = result.metrics
+            logs.append((step, result.log_file))
+        steps.append(record)
+
+    after = size_report(model, max_length)
+    metrics = {"steps": [{k: v for k, v in s.items() if k in ("step", "eval_accuracy_after_pruning", "recovery")}
+                         for s in steps]}
+    if data is not None and len(data.eval):
+        metrics["eval"] = evaluate_model(model, artifact.tokenizer, labels, data, max_length, device)
+    importance_file = work_dir / IMPORTANCE_FILE
+    importance_file.write_text(json.dumps({"data": data_source if use_gradient else None, "steps": steps},
+                                          indent=1) + "\n")
+    extra_files = {IMPORTANCE_FILE: importance_file}
+    if logs:
+        extra_files["train_log.jsonl"] = merge_logs(logs, work_dir / "train_log.jsonl")
+    compression = {"technique": "prune", "importance": "gradient" if use_gradient else "magnitude",
+                   "data": data_source if data is not None else None, "before": before, "after": after,
+                   "ratios": compare_sizes(before, after), "kept_layers": origins, "kept_heads": head_origins,
+                   "importance_file": IMPORTANCE_FILE}
+    save_artifact(out, model.cpu(), artifact.tokenizer, stage="prune", config=config, task=manifest["task"],
+                  parent=src, metrics=metrics, extra={"compression": compression}, extra_files=extra_files,
+                  overwrite=overwrite)
+    remove_work_dir(work_dir)
+    return out
+
+
+def check_against_model(config: PruneConfig, model) -> None:
+    """Targets the model cannot meet (more heads or layers than it has...): one error listing all of them."""
+    heads, ffn = layer_shapes(model)
+    problems = []
+    if config.heads is not None and config.heads > max(heads, default=0):
+        problems.append(f"--heads {config.heads} is more than the model's {max(heads, default=0)} heads per layer; "
+                        f"pass 1 to {max(heads, default=0)}")
+    if config.heads_global is not None and config.heads_global > sum(heads):
+        problems.append(f"--heads-global {config.heads_global} is more than the model's {sum(heads)} heads; "
+                        f"pass 1 to {sum(heads)} or a share such as 0.5")
+    if config.layers is not None and config.layers > len(heads):
+        problems.append(f"--layers {config.layers} is more than the model's {len(heads)} layers; pass 1 to "
+                        f"{len(heads)}")
+    bad = [i for i in config.drop_layers if i >= len(heads)]
+    if bad:
+        problems.append(f"--drop-layers {bad} out of range: the model has layers 0 to {len(heads) - 1}")
+    elif config.drop_layers and len(set(config.drop_layers)) >= len(heads):
+        problems.append(f"--drop-layers would remove all {len(heads)} layers; keep at least one")
+    if config.ffn_size is not None and config.ffn_size > max(ffn):
+        problems.append(f"--ffn-size {config.ffn_size} is more than the model's {max(ffn)} intermediate neurons; "
+                        f"pass 1 to {max(ffn)} or a share with --ffn")
+    if problems:
+        raise BertcError("; ".join(problems))
+
+
+def check_labels(data, labels: list) -> None:
+    known = {str(label) for label in labels}
+    unknown = sorted({str(label) for label in [*data.train.labels, *data.eval.labels]} - known)
+    if unknown:
+        raise BertcError(f"{data.train.source} has labels the model does not know ({', '.join(unknown[:5])}); "
+                         f"the model predicts {', '.join(map(str, labels))}. Pass --data of the same task")
+
+
+def layer_drops_needed(config: PruneConfig, num_layers: int, steps_left: int) -> int:
+    """Rounds of greedy layer ablation this step needs (only for --layers with the importance strategy)."""
+    if config.layers is None or config.layer_strategy != "importance":
+        return 0
+    return num_layers - step_target(num_layers, config.layers, steps_left)
+
+
+def step_target(current: int, final: int, steps_left: int) -> int:
+    """Move an equal share of the remaining way from ``current`` to ``final`` (all of it in the last step)."""
+    if final >= current:
+        return current
+    return round(current - (current - final) / steps_left)
+
+
+def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_left: int = 1,
+                 start: dict | None = None, origins: list[int] | None = None) -> dict:
+    """Prune ``model`` in place to the targets of ``config``, keeping what ``scores`` rates highest.
+
+    ``steps_left`` > 1 (iterative pruning) goes only part of the way. ``start`` (heads and FFN sizes per
+    layer of the model pruning started from) and ``origins`` (that model's index of each current layer) let
+    fractions and layer numbers refer to the starting model. Returns the kept layers, heads and neurons,
+    as indices into the model as it was.
+    """
+    heads_now, ffn_now = layer_shapes(model)
+    if start is None:
+        check_against_model(config, model)
+        start = {"heads": heads_now, "ffn": ffn_now}
+    origins = list(range(len(heads_now))) if origins is None else origins
+    kept_layers = choose_layers(config, scores, origins, steps_left)
+    kept_heads = choose_heads(config, scores, heads_now, kept_layers, origins, start, steps_left)
+    kept_neurons = choose_neurons(config, scores, ffn_now, kept_layers, origins, start, steps_left)
+    layers, head_dim = encoder_layers(model), head_size(model)
+    for i in kept_layers:
+        if len(kept_heads[i]) < heads_now[i]:
+            keep_heads_(layers[i], kept_heads[i], head_dim)
+        if len(kept_neurons[i]) < ffn_now[i]:
+            keep_neurons_(layers[i], kept_neurons[i])
+    keep_layers_(model, kept_layers)
+    record_layer_shapes_(model)
+    return {"kept_layers": kept_layers, "kept_heads": [kept_heads[i] for i in kept_layers],
+            "kept_neurons": [kept_neurons[i].tolist() for i in kept_layers]}
+
+
+def choose_layers(config: PruneConfig, scores: ImportanceScores, origins: list[int], steps_left: int) -> list[int]:
+    n = len(origins)
+    if config.drop_layers:
+        return [i for i in range(n) if origins[i] not in set(config.drop_layers)]
+    if config.layers is None:
+        return list(range(n))
+    target = step_target(n, config.layers, steps_left)
+    if target >= n:
+        return list(range(n))
+    if config.layer_strategy == "top":
+        return list(range(target))
+    if config.layer_strategy == "alternate":
+        return every_other_layer(n, target)
+    order = scores.layer_order or []
+    if len(order) < n - target:
+        raise BertcError("layer importance was not measured for this many layers; pass data with --data, or "
+                         "--layer-strategy top or alternate")
+    dropped = set(order[:n - target])
+    return [i for i in range(n) if i not in dropped]
+
+
+def every_other_layer(num_layers: int, keep: int) -> list[int]:
+    """``keep`` evenly spaced layers ending with the last one: 6 -> 3 keeps 1, 3, 5 (TinyBERT's mapping)."""
+    return sorted({max(0, min(num_layers - 1, round((j + 1) * num_layers / keep) - 1)) for j in range(keep)})
+
+
+def choose_heads(config, scores, heads_now, kept_layers, origins, start, steps_left) -> dict[int, list[int]]:
+    """Head indices to keep in each kept layer."""
+    keep = {i: list(range(heads_now[i])) for i in kept_layers}
+    if config.heads is not None:
+        for i in kept_layers:
+            target = step_target(heads_now[i], min(config.heads, heads_now[i]), steps_left)
+            keep[i] = top_indices(scores.heads[i], target)
+    elif config.heads_global is not None or config.heads_global_ratio is not None:
+        total = sum(heads_now[i] for i in kept_layers)
+        if config.heads_global is not None:
+            final = min(config.heads_global, total)
+        else:
+            final = max(1, round(config.heads_global_ratio * sum(start["heads"][origins[i]] for i in kept_layers)))
+        target = step_target(total, min(final, total), steps_left)
+        ranked = sorted(((-score, i, h) for i in kept_layers for h, score in enumerate(normalized(scores.heads[i]))))
+        chosen = {(i, h) for _, i, h in ranked[:target]}
+        keep = {i: [h for h in range(heads_now[i]) if (i, h) in chosen] for i in kept_layers}
+    return keep
+
+
+def choose_neurons(config, scores, ffn_now, kept_layers, origins, start, steps_left) -> dict[int, torch.Tensor]:
+    """Intermediate neuron indices to keep in each kept layer."""
+    keep = {}
+    for i in kept_layers:
+        size = ffn_now[i]
+        if config.ffn_size is not None:
+            final = min(config.ffn_size, size)
+        elif config.ffn is not None:
+            final = min(size, max(1, round(config.ffn * start["ffn"][origins[i]])))
+        else:
+            final = size
+        keep[i] = torch.tensor(top_indices(scores.ffn[i], step_target(size, final, steps_left)), dtype=torch.long)
+    return keep
+
+
+def top_indices(scores: list[float], k: int) -> list[int]:
+    """The ``k`` highest-scoring indices in ascending order (ties: the lower index wins)."""
+    return sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k])
+
+
+def normalized(scores: list[float]) -> list[float]:
+    """Scores divided by their layer's L2 norm, so layers compare fairly (Michel et al. 2019)."""
+    norm = math.sqrt(sum(s * s for s in scores))
+    return [s / norm if norm > 0 else 0.0 for s in scores]
+
+
+def keep_layers_(model, indices: list[int]) -> None:
+    """Keep only the listed encoder layers (in order) and update the config to match."""
+    encoder = base_model(model).encoder
+    if list(indices) == list(range(len(encoder.layer))):
+        return
+    encoder.layer = nn.ModuleList([encoder.layer[i] for i in indices])
+    for new_index, layer in enumerate(encoder.layer):  # caches key layers by index; keep them consistent
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    record_layer_shapes_(model)
+
+
+def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[int],
+                head_origins: list[list[int]]) -> dict:
+    """What one pruning step saw and decided, in the parent's layer and head numbering."""
+    kept_layers = set(kept["kept_layers"])
+    heads_kept = dict(zip(kept["kept_layers"], kept["kept_heads"]))
+    layers = []
+    for i, origin in enumerate(origins):
+        entry = {"layer": origin, "kept": i in kept_layers,
+                 "head_scores": {str(head_origins[i][h]): round(s, 6) for h, s in enumerate(scores.heads[i])}}
+        if i in kept_layers:
+            entry["heads_kept"] = [head_origins[i][h] for h in heads_kept[i]]
+            entry["heads_pruned"] = [head_origins[i][h] for h in range(len(scores.heads[i]))
+                                     if h not in heads_kept[i]]
+            entry["ffn_kept"] = len(kept["kept_neurons"][kept["kept_layers"].index(i)])
+        entry["ffn_before"] = len(scores.ffn[i])
+        layers.append(entry)
+    importance = scores.to_json()
+    if importance["layer_order"] is not None:
+        importance["layer_order"] = [origins[i] for i in importance["layer_order"]]
+        for round_ in importance["layer_rounds"]:
+            round_["loss_without"] = {str(origins[int(k)]): v for k, v in round_["loss_without"].items()}
+            round_["removed"] = origins[round_["removed"]]
+    return {"step": step, "method": scores.method, "samples": scores.samples, "base_loss": scores.base_loss,
+            "layers": layers, "layer_order": importance["layer_order"], "layer_rounds": importance["layer_rounds"],
+            "ffn_scores": {str(origin): values for origin, values in zip(origins, importance["ffn"])}}
+
+
+def recover(model, tokenizer, data, label2id: dict, config: PruneConfig, work_dir: Path, teacher,
+            origins: list[int]):
+    """Fine-tune the pruned model, or distil the unpruned parent into it with ``--distill``."""
+    if teacher is not None:
+        from bertc.compress.distill import distill_model
+
+        return distill_model(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
+                             layer_map=origins, work_dir=work_dir, description="recovery (distilling)")
+    from bertc.finetune.trainer import train_model
+
+    return train_model(model, tokenizer, data, label2id, config.recover, work_dir, description="recovery")
+
+
+def evaluate_model(model, tokenizer, labels: list, data, max_length: int, device: str) -> dict:
+    from bertc.inference import TorchPredictor, score_dataset
+
+    return score_dataset(TorchPredictor(model, tokenizer, labels, max_length, 64, device), data.eval)
+
+
+def merge_logs(logs: list[tuple[int, Path]], path: Path) -> Path:
+    """One training log for all recovery steps, each record tagged with its pruning step."""
+    with path.open("w") as f:
+        for step, log in logs:
+            if log.is_file():
+                for line in log.read_text().splitlines():
+                    if line:
+                        f.write(json.dumps({"prune_step": step, **json.loads(line)}) + "\n")
+    return path

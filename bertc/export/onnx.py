@@ -1,0 +1,307 @@
+"""`bertc export --onnx`: a PyTorch artifact as a fused, verified ONNX model.
+
+1. Export with the TorchScript-based ``torch.onnx`` exporter and eager attention: the dynamo exporter and SDPA
+   attention both produce graphs in which ONNX Runtime fuses no Attention. Each self-attention is run with
+   its layer's head count as a constant in the reshapes, so the fuser can read heads per layer (pruned models
+   have different counts per layer; transformers reshapes with -1, which defeats the detection).
+2. ONNX Runtime's transformer optimizer (``--optimize all``) or its generic passes only (``basic``). Fused
+   operators are counted; every fused Attention node's ``num_heads`` is checked against its layer.
+3. Optional fp16 conversion for GPU serving, with int64 inputs and float32 logits kept.
+4. Verification against the PyTorch model on real samples: largest logit difference, label agreement and
+   accuracy. Beyond tolerance is an error and nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from bertc.artifact import (
+    check_output,
+    is_artifact,
+    load_model,
+    load_tokenizer,
+    read_manifest,
+    staging_dir,
+    write_manifest,
+)
+from bertc.errors import BertcError
+from bertc.export import graph
+from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
+
+log = logging.getLogger("bertc.export")
+
+Optimize = Literal["none", "basic", "all"]
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MIN_OPSET, MAX_OPSET = 14, 20
+MODEL_FILE = "model.onnx"
+DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    optimize: Optimize = "all"  # ONNX Runtime optimization: none, basic (generic passes) or all (BERT fusion)
+    opset: int = 17  # ONNX opset version (14 to 20)
+    fp16: bool = False  # convert weights to float16 for GPU serving (inputs and logits stay int64/float32)
+    strict: bool = False  # fail when fewer Attention nodes fuse than the model has attention layers
+    data: str | None = None  # labelled data to verify on (default: the eval data recorded in the artifact)
+    split: str = "validation"  # split to use when --data is a directory of splits
+    verify_samples: int = 1000  # verify on at most this many examples
+    atol: float | None = None  # largest allowed logit difference to PyTorch (default 1e-3, fp16 5e-2)
+    min_agreement: float = 0.995  # smallest allowed share of examples labelled as PyTorch labels them
+    device: Literal["cpu", "cuda"] = "cpu"  # execution provider for verification: cpu or cuda
+
+    def __post_init__(self):
+        problems = []
+        if self.optimize not in ("none", "basic", "all"):
+            problems.append(f"--optimize {self.optimize!r} is not one of none, basic, all")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            problems.append(f"--opset {self.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default 17)")
+        if self.strict and self.optimize != "all":
+            problems.append(f"--strict checks Attention fusion, which --optimize {self.optimize} does not do; "
+                            "drop --strict or use --optimize all")
+        if self.split not in ("train", "validation", "test"):
+            problems.append(f"--split {self.split!r} is not one of train, validation, test")
+        if self.verify_samples < 1:
+            problems.append(f"--verify-samples must be at least 1, got {self.verify_samples}")
+        if self.atol is not None and self.atol <= 0:
+            problems.append(f"--atol must be positive, got {self.atol}")
+        if not 0 <= self.min_agreement <= 1:
+            problems.append(f"--min-agreement must be in [0, 1], got {self.min_agreement}")
+        if self.device not in ("cpu", "cuda"):
+            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
+        if problems:
+            raise BertcError("; ".join(problems))
+
+    @property
+    def variant(self) -> str:
+        return "fp16" if self.fp16 else "fp32"
+
+    @property
+    def tolerance(self) -> float:
+        return self.atol if self.atol is not None else DEFAULT_ATOL[self.variant]
+
+
+def export(src: Path | str, config: ExportConfig, out: Path | str, overwrite: bool = False) -> Path:
+    """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``."""
+    src, out = Path(src), Path(out)
+    check_output(out, overwrite)
+    task = source_task(src)
+    samples = verification_samples(config.data, task, config.split, config.verify_samples)
+    check_samples_fit(samples, task["labels"])
+    model = load_model(src, attn_implementation="eager")
+    tokenizer = load_tokenizer(src)
+    with staging_dir(out, overwrite) as tmp:
+        description = export_model(model, tokenizer, config, tmp / MODEL_FILE)
+        tokenizer.save_pretrained(tmp)
+        metrics = verify_export(model, tokenizer, tmp, task, samples, config)
+        write_manifest(tmp, stage="export", config=config, parent=src, model=description, task=task,
+                       metrics=metrics)
+    return out
+
+
+def source_task(src: Path) -> dict:
+    """The task of the artifact to export; a plain transformers directory gets one from its config."""
+    if is_artifact(src):
+        manifest = read_manifest(src)
+        kind = manifest["model"].get("kind", "pytorch")
+        if kind != "pytorch":
+            raise BertcError(f"{src} holds a {manifest['model'].get('variant', kind)} {kind} model; export the "
+                             "PyTorch artifact it came from (its parent is in bertc.json)")
+        return manifest["task"]
+    if not src.is_dir() or not (src / "config.json").is_file():
+        raise BertcError(f"{src} is not a bertc artifact or a transformers model directory (no bertc.json or "
+                         "config.json); pass the --out of `bertc finetune` or a saved classifier")
+    import json
+
+    config = json.loads((src / "config.json").read_text())
+    id2label = config.get("id2label") or {"0": "LABEL_0", "1": "LABEL_1"}
+    labels = [id2label[k] for k in sorted(id2label, key=int)]
+    return {"labels": labels, "text_column": None, "text_pair_column": None, "label_column": None,
+            "max_length": 128, "train_data": None, "eval_data": None}
+
+
+def export_model(model, tokenizer, config: ExportConfig, file: Path) -> dict:
+    """Write ``model`` as ONNX to ``file`` (optimized, checked, optionally fp16); returns manifest["model"]."""
+    import onnx
+
+    from bertc.modeling import describe_model
+
+    description = describe_model(model)
+    heads = description["heads_per_layer"]
+    inputs = [name for name in INPUTS if name in tokenizer.model_input_names]
+    with tempfile.TemporaryDirectory(prefix="bertc-export-") as work:
+        raw = Path(work) / "raw.onnx"
+        torch_export(model, tokenizer, inputs, config.opset, raw)
+        proto = optimize(raw, config.optimize)
+    graph.name_nodes_(proto)
+    fusion = graph.op_counts(proto)
+    fusion_check = None
+    if config.optimize == "all":
+        fusion_check = graph.check_attention(proto, heads)
+        if not fusion_check["complete"]:
+            message = (f"only {fusion_check['fused_attention']} of {fusion_check['attention_layers']} attention "
+                       "layers fused into ONNX Runtime Attention nodes; the model runs, but slower")
+            if config.strict:
+                raise BertcError(f"{message}. --strict makes this an error; report the model type to bertc")
+            log.warning("WARNING: %s", message)
+    if config.fp16:
+        proto = to_fp16(proto)
+    onnx.save_model(proto, str(file))
+    description.update({
+        "kind": "onnx", "variant": config.variant, "file": MODEL_FILE, "optimize": config.optimize,
+        "opset": config.opset, "fusion": fusion, "fusion_check": fusion_check, "inputs": inputs,
+        "outputs": ["logits"], "size_bytes": file.stat().st_size,
+        "padding": "right (fused attention treats the first sum(attention_mask) tokens as real)"})
+    return description
+
+
+class ExportWrapper(torch.nn.Module):
+    """Positional int64 inputs in, logits out: the signature of the ONNX graph."""
+
+    def __init__(self, model, inputs: list[str]):
+        super().__init__()
+        self.model, self.inputs = model, inputs
+
+    def forward(self, *tensors):
+        return self.model(**dict(zip(self.inputs, tensors))).logits
+
+
+def torch_export(model, tokenizer, inputs: list[str], opset: int, file: Path) -> None:
+    # Two rows of different length, so that the padding path of the mask is traced, and batch > 1.
+    example = tokenizer(["the quick brown fox jumps over the lazy dog", "hello"], padding=True,
+                        return_tensors="pt")
+    args = tuple(example[name].to(torch.int64) for name in inputs)
+    axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    axes["logits"] = {0: "batch"}
+    wrapper = ExportWrapper(model, inputs).eval()
+    was_training = model.training
+    model.eval()
+    try:
+        with constant_head_reshapes(model), warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer and deprecation warnings about code we do not control
+            torch.onnx.export(wrapper, args, str(file), input_names=inputs, output_names=["logits"],
+                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+    except (RuntimeError, torch.onnx.errors.OnnxExporterError) as err:
+        raise BertcError(f"torch.onnx could not export this model at opset {opset}: "
+                         f"{str(err).strip().splitlines()[0]}; try another --opset") from err
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def constant_head_reshapes(model):
+    """Run every self-attention with its own head count as a constant while tracing (see module docstring)."""
+    from bertc.modeling import PrunedAttention, encoder_layers
+
+    patched = []
+    for layer in encoder_layers(model):
+        if isinstance(layer.attention, PrunedAttention):
+            continue
+        module = layer.attention.self
+        module.forward = types.MethodType(constant_heads_attention, module)
+        patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward  # back to the class's forward
+
+
+def constant_heads_attention(self, hidden_states, attention_mask=None, *args, **kwargs):
+    """Eager self-attention as in transformers' BERT, with the head count a Python int."""
+    batch, seq = hidden_states.shape[:2]
+    heads, size = self.query.out_features // self.attention_head_size, self.attention_head_size
+
+    def split(x):  # (batch, seq, heads * size) -> (batch, heads, seq, size)
+        return x.view(batch, seq, heads, size).transpose(1, 2)
+
+    query, key, value = split(self.query(hidden_states)), split(self.key(hidden_states)), split(
+        self.value(hidden_states))
+    scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling  # (batch, heads, seq, seq)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1)
+    context = torch.matmul(probs, value).transpose(1, 2)  # (batch, seq, heads, size)
+    return context.reshape(batch, seq, heads * size), None
+
+
+def optimize(raw: Path, level: Optimize):
+    """The exported graph after ONNX Runtime's optimizer at ``level``, as a ModelProto."""
+    import onnx
+
+    if level == "none":
+        return onnx.load(str(raw))
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        with quiet_logging():
+            if level == "basic":
+                optimized = optimize_model(str(raw), model_type="bert", opt_level=1, only_onnxruntime=True)
+            else:
+                # num_heads=0, hidden_size=0: the fuser reads each layer's sizes from its (constant) reshapes.
+                optimized = optimize_model(str(raw), model_type="bert", num_heads=0, hidden_size=0,
+                                           optimization_options=FusionOptions("bert"))
+    except Exception as err:  # the optimizer raises assorted types on graphs it cannot handle
+        raise BertcError(f"ONNX Runtime's optimizer failed at --optimize {level} ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); try --optimize basic") from err
+    return optimized.model
+
+
+@contextlib.contextmanager
+def quiet_logging():
+    """Silence ONNX Runtime's Python-side fusion chatter (its modules log as top-level loggers)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def to_fp16(proto, node_block_list: list[str] | None = None):
+    """Float16 weights and compute; int64 inputs and float32 logits kept so callers need no change."""
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(proto)
+    model.convert_float_to_float16(keep_io_types=True, node_block_list=node_block_list or None)
+    return model.model
+
+
+def verify_export(model, tokenizer, directory: Path, task: dict, samples: Samples, config: ExportConfig) -> dict:
+    """Run the written ONNX model next to PyTorch; raise when they disagree beyond the tolerance."""
+    from bertc.export.runtime import OnnxPredictor, create_session
+    from bertc.inference import TorchPredictor
+
+    labels, max_length = task["labels"], task.get("max_length", 128)
+    reference = logits_on(TorchPredictor(model, tokenizer, labels, max_length), samples)
+    session = create_session(directory / MODEL_FILE, config.device)
+    candidate = logits_on(OnnxPredictor(session, tokenizer, labels, max_length), samples)
+    result = compare(reference, candidate, samples, labels)
+    result.update(atol=config.tolerance, min_agreement=config.min_agreement, reference="pytorch fp32 eager",
+                  device=config.device)
+    problems = []
+    if result["max_abs_logit_diff"] > config.tolerance:
+        problems.append(f"largest logit difference to PyTorch is {result['max_abs_logit_diff']:.3g} > "
+                        f"--atol {config.tolerance:g}")
+    if result["label_agreement"] < config.min_agreement:
+        problems.append(f"only {100 * result['label_agreement']:.2f}% of labels agree with PyTorch "
+                        f"({result['disagreements']} of {result['samples']}) < --min-agreement "
+                        f"{100 * config.min_agreement:g}%")
+    if problems:
+        raise BertcError(f"the exported model does not match PyTorch on {samples.source}: {'; '.join(problems)}. "
+                         "Nothing was written; try --optimize basic, or report the model to bertc")
+    result["passed"] = True
+    metrics = {"verification": result}
+    if samples.labelled:
+        metrics["eval"] = eval_report(candidate, samples, labels)
+    return metrics
+

@@ -1,0 +1,101 @@
+"""Serving ONNX artifacts with ONNX Runtime: sessions on the CPU or CUDA execution provider, and a predictor.
+
+The predictor has the interface of bertc.inference's predictors (``.labels``, ``.logits(texts, pairs)``), so
+``bertc evaluate``/``predict``/``bench`` run ONNX artifacts like PyTorch ones. Inputs are right-padded: the
+fused Attention of ORT reads the mask as "first N tokens are real", which right padding guarantees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertc.errors import BertcError
+
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def providers_for(device: str, available: list[str] | None = None) -> list[str]:
+    """Execution providers for ``device``; CUDA needs the onnxruntime-gpu package and a GPU."""
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device == "cuda":
+        if CUDA_PROVIDER not in available:
+            raise BertcError("--device cuda needs onnxruntime-gpu and a CUDA GPU; this onnxruntime offers "
+                             f"{', '.join(available)}. Install it with `pip install 'bertc[gpu]'` (and uninstall "
+                             "the CPU-only onnxruntime), or use --device cpu")
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    raise BertcError(f"--device {device!r} is not one of cpu, cuda")
+
+
+def create_session(model_file: Path | str, device: str = "cpu", threads: int | None = None):
+    """An InferenceSession with all graph optimizations; ``threads`` intra-op threads (default: ORT's)."""
+    import onnxruntime
+
+    providers = providers_for(device)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: ORT warns about every fused op it places on the CPU
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise BertcError(f"ONNX Runtime could not load {model_file}: {str(err).splitlines()[0]}; re-create "
+                         "the artifact with `bertc export`") from err
+    if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
+        raise BertcError("the CUDA execution provider failed to start (CUDA or cuDNN libraries missing?); "
+                         "check `python -c 'import onnxruntime; onnxruntime.preload_dlls()'` or use --device cpu")
+    return session
+
+
+@dataclass
+class OnnxPredictor:
+    session: object  # onnxruntime.InferenceSession
+    tokenizer: object
+    labels: list
+    max_length: int = 128
+    batch_size: int = 64
+
+    def __post_init__(self):
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.tokenizer.padding_side = "right"
+
+    def feeds(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One right-padded int64 batch in the session's input names (what a bare session.run needs)."""
+        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
+                                 return_tensors="np")
+        return {name: encoded[name].astype(np.int64) for name in self.input_names}
+
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        from bertc.inference import length_sorted_batches
+
+        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
+            features = [{name: encoded[name][i] for name in self.input_names} for i in batch]
+            padded = self.tokenizer.pad(features, return_tensors="np")
+            feeds = {name: padded[name].astype(np.int64) for name in self.input_names}
+            out[batch] = self.session.run(["logits"], feeds)[0]
+        return out
+
+
+def load_onnx_predictor(path: Path, manifest: dict, device: str = "cpu", batch_size: int = 64,
+                        threads: int | None = None) -> OnnxPredictor:
+    """The predictor of an ONNX artifact (``manifest["model"]["kind"] == "onnx"``)."""
+    from bertc.artifact import load_tokenizer
+
+    path = Path(path)
+    model_file = path / manifest["model"].get("file", "model.onnx")
+    if not model_file.is_file():
+        raise BertcError(f"{model_file} is missing; the artifact is damaged, re-create it with `bertc export`")
+    task = manifest["task"]
+    return OnnxPredictor(session=create_session(model_file, device, threads), tokenizer=load_tokenizer(path),
+                         labels=task["labels"], max_length=task.get("max_length", 128), batch_size=batch_size)

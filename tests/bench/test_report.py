@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bertc.bench.bench import RESULTS_FORMAT, RESULTS_VERSION
+from bertc.bench.report import pareto_front, recommend, report
+from bertc.cli import app
+from bertc.errors import BertcError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def synthetic_results(variants: list[tuple[str, float, float | None]], baseline: str | None = None) -> dict:
+    """A results dict with (name, p50 ms at batch 1, accuracy) per variant; round medians +-5%."""
+    def row(p50):
+        return {"batch_size": 1, "seq_len": "real", "p50_ms": p50, "p90_ms": p50 * 1.2, "p99_ms": p50 * 1.5,
+                "mean_ms": p50, "round_p50_ms": [p50 * 0.95, p50 * 1.05], "throughput": 1000 / p50,
+                "throughput_min": 900 / p50, "throughput_max": 1100 / p50, "tokens_per_row_mean": 10.0,
+                "padded_length_mean": 10.0, "runs": 20}
+
+    base_p50 = variants[0][1]
+    records = []
+    for name, p50, accuracy in variants:
+        latency = row(p50)
+        latency.update(speedup=base_p50 / p50, speedup_min=base_p50 * 0.95 / (p50 * 1.05),
+                       speedup_max=base_p50 * 1.05 / (p50 * 0.95))
+        records.append({"name": name, "backend": "onnxruntime", "path": f"/runs/{name}", "kind": "onnx",
+                        "accuracy": accuracy, "macro_f1": accuracy, "size_bytes": 2**20, "num_parameters": 1000,
+                        "lineage": [{"stage": "finetune", "path": "/runs/ft"}], "latency": [latency],
+                        "vs_baseline": {"size_ratio": 1.0}})
+    return {"format": RESULTS_FORMAT, "format_version": RESULTS_VERSION, "created": "now",
+            "baseline": baseline or variants[0][0], "settings": [{"batch_size": 1, "seq_len": "real"}],
+            "variants": records, "config": {"warmup": 1, "runs": 20, "rounds": 2},
+            "environment": {"device": "cpu", "cpu": "test cpu", "threads": 2, "packages": {}},
+            "data": {"source": "test.tsv", "samples": 100}}
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(10.0, 90.0), (5.0, 89.0), (6.0, 88.0), (2.0, 80.0), (12.0, 90.0)]
+    assert pareto_front(points) == [3, 1, 0]
+
+
+def test_recommends_the_fastest_variant_within_the_budget():
+    results = synthetic_results([("base", 10.0, 0.90), ("pruned", 4.0, 0.895), ("int8", 2.0, 0.87)])
+    advice = recommend(results, max_accuracy_drop=1.0)
+    assert advice["choice"] == "pruned"
+    assert advice["text"].startswith("Ship pruned: at batch 1, real lengths, it takes 4 ms")
+    assert "2.50x faster" in advice["text"] and "-0.50 points" in advice["text"]
+    assert "over the budget: int8 (2 ms, -3.00 points)" in advice["text"]
+    assert recommend(results, max_accuracy_drop=5.0)["choice"] == "int8"
+
+
+def test_says_so_when_no_variant_beats_the_baseline():
+    results = synthetic_results([("base", 3.0, 0.90), ("slower", 4.0, 0.91), ("lossy", 1.0, 0.80)])
+    advice = recommend(results, max_accuracy_drop=1.0)
+    assert advice["choice"] is None
+    assert advice["text"].startswith("No variant beats the baseline base")
+    assert "lossy" in advice["text"]
+
+
+def test_a_gain_inside_the_noise_is_flagged():
+    results = synthetic_results([("base", 10.0, 0.90), ("same", 9.8, 0.90)])
+    assert "within this run's noise" in recommend(results, 1.0)["text"]
+
+
+def test_report_html_embeds_the_plots_and_the_table(tmp_path, tiny_results, tiny_artifact, tiny_onnx):
+    out = report([tiny_results], tmp_path / "report")
+    html = (out / "report.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) == 2
+    for image in images:
+        data = base64.b64decode(image)
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    assert "<table>" in html and f"<td>{tiny_onnx.name}</td>" in html
+    assert "Recommendation" in html and ("Ship " in html or "No variant beats the baseline" in html)
+    assert "finetune: " in html and "export: " in html  # lineage
+    assert "src='figures/" not in html and "http" not in html.split("<body>")[1]  # self-contained
+    markdown = (out / "report.md").read_text()
+    assert f"| {tiny_artifact.name} (baseline) |" in markdown
+    for name in re.findall(r"\]\((figures/[^)]+)\)", markdown):
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_handles_several_results_files_and_no_accuracy(tmp_path):
+    first = tmp_path / "cpu.json"
+    first.write_text(json.dumps(synthetic_results([("base", 10.0, 0.9), ("fast", 2.0, 0.9)])))
+    second = tmp_path / "noacc.json"
+    second.write_text(json.dumps(synthetic_results([("base", 10.0, None), ("fast", 2.0, None)])))
+    out = report([first, second], tmp_path / "report")
+    html = (out / "report.html").read_text()
+    assert html.count("<h2>") == 2
+    assert html.count("data:image/png;base64,") == 3  # no accuracy: no scatter for the second file
+    assert "Accuracy was not measured" in html
+
+
+def test_incompatible_results_fail_and_write_nothing(tmp_path, tiny_results):
+    results = json.loads(tiny_results.read_text())
+    results["format_version"] = 0
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(results))
+    with pytest.raises(BertcError, match="format version 0"):
+        report([old], tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep").write_text("x")
+    with pytest.raises(BertcError, match="already exists"):
+        report([tiny_results], existing)
+    assert [p.name for p in existing.iterdir()] == ["keep"]
+
+
+def test_cli_report(tmp_path, tiny_results):
+    result = CliRunner().invoke(app, ["report", str(tiny_results), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.html").is_file()
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing.json"), "--out", str(tmp_path / "s")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    bad = CliRunner().invoke(app, ["report", str(tiny_results), "--out", str(tmp_path / "s"),
+                                   "--max-accuracy-drop", "-1"])
+    assert bad.exit_code == 2 and "--max-accuracy-drop" in bad.output
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium_with_its_plots(tmp_path):
+    """Chromium draws broken images as small icons; matplotlib's blue (#1f77b4) only appears if the plots load."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(synthetic_results([("base", 10.0, 0.9), ("fast", 2.0, 0.895)])))
+    out = report([results], tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--window-size=1280,4000", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = (imread(str(shot))[..., :3] * 255).round().astype(int)
+    blue = np.all(np.abs(pixels - np.array([31, 119, 180])) <= 12, axis=-1)
+    assert blue.sum() > 500, "the embedded plots did not render"
+    broken = report([results], tmp_path / "broken")
+    html = (broken / "report.html").read_text()
+    (broken / "report.html").write_text(re.sub(r"base64,[A-Za-z0-9+/=]+", "base64,AAAA", html))
+    shot_broken = tmp_path / "broken.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1280,4000", f"--screenshot={shot_broken}", (broken / "report.html").as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    broken_pixels = (imread(str(shot_broken))[..., :3] * 255).round().astype(int)
+    assert np.all(np.abs(broken_pixels - np.array([31, 119, 180])) <= 12, axis=-1).sum() < 50  # the check can fail
+
+
+def test_a_busy_machine_is_called_out_next_to_the_recommendation():
+    from bertc.bench.report import notes
+
+    results = synthetic_results([("base", 10.0, 0.9), ("fast", 2.0, 0.9)])
+    results["environment"].update(cores=2, load_average={"start": 0.3, "end": 0.4})
+    assert notes(results) == []
+    results["environment"]["load_average"]["end"] = 4.8
+    assert "busy while measuring (1-minute load average up to 4.8 on 2 cores)" in notes(results)[0]

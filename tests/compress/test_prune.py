@@ -1,0 +1,242 @@
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bertc.artifact import load_model, read_manifest, save_artifact
+from bertc.cli import app
+from bertc.compress.importance import ImportanceScores, compute_importance
+from bertc.compress.prune import IMPORTANCE_FILE, PruneConfig, every_other_layer, prune, prune_model_
+from bertc.errors import BertcError
+from bertc.modeling import PrunedAttention, encoder_layers, layer_shapes, load_pretrained_classifier
+from tests.conftest import quick_train_config
+
+runner = CliRunner()
+TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the acting was very bad indeed"]
+
+
+def logits(model, tokenizer, texts=TEXTS):
+    model.eval()
+    with torch.no_grad():
+        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+
+
+def fake_scores(heads: list[list[float]], ffn_size: int = 64, layer_order=None) -> ImportanceScores:
+    return ImportanceScores(method="gradient", heads=heads, ffn=[list(range(ffn_size)) for _ in heads],
+                            layer_order=layer_order)
+
+
+@pytest.fixture(params=["bert", "roberta"])
+def classifier(request, tiny_bert_dir, tiny_roberta_dir):
+    source = tiny_bert_dir if request.param == "bert" else tiny_roberta_dir
+    return load_pretrained_classifier(str(source), ["0", "1"])
+
+
+def test_pruned_shapes_and_identical_outputs_after_reload(classifier, tmp_path):
+    model, tokenizer = classifier
+    scores = fake_scores([[0.1, 0.9, 0.5, 0.2], [0.4, 0.3, 0.2, 0.1]])
+    kept = prune_model_(model, PruneConfig(heads_global=3, ffn=0.25), scores)
+    # ranked after dividing by each layer's L2 norm: 0.9/1.05, 0.4/0.55 and 0.3/0.55 are the highest
+    assert kept["kept_heads"] == [[1], [0, 1]]
+    assert layer_shapes(model) == ([1, 2], [16, 16])
+    assert kept["kept_neurons"][0] == list(range(48, 64))  # the highest-scoring neurons
+    layer = encoder_layers(model)[0]
+    assert layer.attention.self.query.weight.shape == (8, 32)
+    assert layer.attention.output.dense.weight.shape == (32, 8)
+    assert layer.intermediate.dense.weight.shape == (16, 32) and layer.output.dense.weight.shape == (32, 16)
+    assert model.config.bertc_heads_per_layer == [1, 2]
+    before = logits(model, tokenizer)
+    save_artifact(tmp_path / "a", model, tokenizer, stage="prune", config={}, task={"labels": ["0", "1"]})
+    reloaded = load_model(tmp_path / "a")
+    assert layer_shapes(reloaded) == ([1, 2], [16, 16])
+    assert torch.equal(logits(reloaded, tokenizer), before)
+
+
+def test_layer_losing_all_heads_reloads(classifier, tmp_path):
+    model, tokenizer = classifier
+    prune_model_(model, PruneConfig(heads_global=2), fake_scores([[0.1, 0.1, 0.1, 0.1], [0.0, 0.0, 1.0, 1.0]]))
+    assert layer_shapes(model)[0] == [0, 2]
+    assert isinstance(encoder_layers(model)[0].attention, PrunedAttention)
+    before = logits(model, tokenizer)
+    save_artifact(tmp_path / "a", model, tokenizer, stage="prune", config={}, task={"labels": ["0", "1"]})
+    assert torch.equal(logits(load_model(tmp_path / "a"), tokenizer), before)
+
+
+def test_noop_config_leaves_logits_unchanged(classifier):
+    model, tokenizer = classifier
+    before = logits(model, tokenizer)
+    prune_model_(model, PruneConfig(heads=4, layers=2, ffn=1.0), compute_importance(model))
+    assert layer_shapes(model) == ([4, 4], [64, 64])
+    assert torch.equal(logits(model, tokenizer), before)
+
+
+def test_pruning_zeroed_heads_and_neurons_keeps_outputs(classifier):
+    model, tokenizer = classifier
+    head_dim = 8
+    for layer, head in zip(encoder_layers(model), (1, 3)):
+        rows = slice(head * head_dim, (head + 1) * head_dim)
+        with torch.no_grad():
+            layer.attention.self.value.weight[rows] = 0
+            layer.attention.self.value.bias[rows] = 0
+            layer.attention.output.dense.weight[:, rows] = 0
+            layer.output.dense.weight[:, :16] = 0  # 16 dead FFN neurons
+    before = logits(model, tokenizer)
+    scores = compute_importance(model)  # magnitude: the zeroed units score 0 and go first
+    kept = prune_model_(model, PruneConfig(heads=3, ffn_size=48), scores)
+    assert kept["kept_heads"] == [[0, 2, 3], [0, 1, 2]]
+    assert kept["kept_neurons"] == [list(range(16, 64))] * 2
+    assert torch.allclose(logits(model, tokenizer), before, atol=1e-5)
+
+
+def test_kept_heads_are_the_most_important(tiny_bert_dir, tiny_data):
+    from bertc.data import DataConfig, prepare_data
+
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    data = prepare_data(DataConfig(train=str(tiny_data))).train
+    scores = compute_importance(model, tokenizer, data, {0: 0, 1: 1}, samples=64, max_length=32)
+    kept = prune_model_(model, PruneConfig(heads=2, ffn_size=10), scores)
+    for layer_scores, heads, neurons, ffn_scores in zip(scores.heads, kept["kept_heads"], kept["kept_neurons"],
+                                                        scores.ffn):
+        assert min(layer_scores[h] for h in heads) >= max(s for h, s in enumerate(layer_scores) if h not in heads)
+        assert min(ffn_scores[n] for n in neurons) >= max(s for n, s in enumerate(ffn_scores) if n not in neurons)
+
+
+def test_layer_strategies(classifier):
+    assert every_other_layer(6, 3) == [1, 3, 5]
+    assert every_other_layer(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert every_other_layer(4, 1) == [3]
+    model, tokenizer = classifier
+    second = encoder_layers(model)[1]
+    kept = prune_model_(model, PruneConfig(layers=1, layer_strategy="importance"),
+                        fake_scores([[1.0] * 4] * 2, layer_order=[0]))
+    assert kept["kept_layers"] == [1] and encoder_layers(model)[0] is second
+    assert model.config.num_hidden_layers == 1
+
+
+def test_top_and_drop_layers(tiny_bert_dir):
+    model, _ = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    assert prune_model_(model, PruneConfig(layers=1, layer_strategy="top"), fake_scores([[1.0] * 4] * 2)) \
+        ["kept_layers"] == [0]
+    model, _ = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    assert prune_model_(model, PruneConfig(drop_layers=(0,)), fake_scores([[1.0] * 4] * 2))["kept_layers"] == [1]
+    model, _ = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    with pytest.raises(BertcError, match="--heads 5 is more than"):
+        prune_model_(model, PruneConfig(heads=5), fake_scores([[1.0] * 4] * 2))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"heads": 0}, "--heads must be at least 1"),
+    ({"layers": 0}, "--layers must be at least 1"),
+    ({"ffn": 0.0}, "--ffn must be a fraction"),
+    ({"ffn": 1.5}, "--ffn must be a fraction"),
+    ({"heads_global_ratio": 1.2}, "--heads-global as a share"),
+    ({}, "nothing to prune"),
+    ({"heads": 2, "distill": True}, "--distill trains"),
+])
+def test_config_validation(options, message):
+    with pytest.raises(BertcError, match=message):
+        PruneConfig(**options)
+
+
+def test_prune_stage_contract_and_iterative_steps(tiny_artifact, tmp_path):
+    out = prune(tiny_artifact, PruneConfig(heads=2, ffn=0.5, iterative=2, importance_samples=64), tmp_path / "p")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["bertc.json", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+         IMPORTANCE_FILE])
+    manifest = read_manifest(out)
+    assert manifest["stage"] == "prune" and manifest["parent"]["path"] == str(tiny_artifact.absolute())
+    assert manifest["task"] == read_manifest(tiny_artifact)["task"]
+    compression = manifest["compression"]
+    assert compression["importance"] == "gradient"
+    assert compression["before"]["heads_per_layer"] == [4, 4] and compression["after"]["heads_per_layer"] == [2, 2]
+    assert compression["after"]["ffn_per_layer"] == [32, 32]
+    assert compression["ratios"]["flops"] < 1 and compression["ratios"]["num_parameters"] < 1
+    assert manifest["model"]["heads_per_layer"] == [2, 2]
+    steps = json.loads((out / IMPORTANCE_FILE).read_text())["steps"]
+    assert [[len(layer["heads_kept"]) for layer in step["layers"]] for step in steps] == [[3, 3], [2, 2]]
+    assert [[layer["ffn_kept"] for layer in step["layers"]] for step in steps] == [[48, 48], [32, 32]]
+    final = [layer["heads_kept"] for layer in steps[1]["layers"]]
+    assert final == compression["kept_heads"]
+    for layer in steps[1]["layers"]:  # the kept heads are the best-scored ones of the last step
+        scores = layer["head_scores"]
+        assert min(scores[str(h)] for h in layer["heads_kept"]) >= max(scores[str(h)] for h in layer["heads_pruned"])
+    assert "accuracy" in manifest["metrics"]["eval"]
+    load_model(out)
+
+
+def test_prune_with_distilled_recovery(tiny_artifact, tmp_path):
+    config = PruneConfig(layers=1, heads_global_ratio=0.5, importance_samples=32, distill=True,
+                         recover=quick_train_config(max_steps=3, logging_steps=1))
+    out = prune(tiny_artifact, config, tmp_path / "p")
+    manifest = read_manifest(out)
+    assert manifest["model"]["num_layers"] == 1 and sum(manifest["model"]["heads_per_layer"]) == 2
+    assert manifest["metrics"]["steps"][0]["recovery"]["steps"] == 3
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("distill_soft" in record and "distill_hard" in record for record in log)
+    removed = json.loads((out / IMPORTANCE_FILE).read_text())["steps"][0]["layer_order"]
+    assert len(removed) == 1 and manifest["compression"]["kept_layers"] == [1 - removed[0]]
+
+
+def no_data_artifact(tiny_artifact, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "bertc.json").read_text())
+    manifest["task"]["train_data"] = str(tmp_path / "gone.tsv")
+    (copy / "bertc.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_magnitude_without_recorded_data(tiny_artifact, tmp_path):
+    source = no_data_artifact(tiny_artifact, tmp_path)
+    out = prune(source, PruneConfig(heads=3), tmp_path / "p")
+    assert read_manifest(out)["compression"]["importance"] == "magnitude"
+    with pytest.raises(BertcError, match="magnitude scoring cannot rank layers"):
+        prune(source, PruneConfig(layers=1), tmp_path / "q")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--heads", "0"], "--heads must be at least 1"),
+    (["--heads", "9"], "--heads 9 is more than the model's 4"),
+    (["--layers", "0"], "--layers must be at least 1"),
+    (["--layers", "3"], "--layers 3 is more than"),
+    (["--ffn", "1.5"], "--ffn must be a fraction"),
+    (["--heads-global", "0.0"], "share must be in"),
+    (["--drop-layers", "a"], "--drop-layers takes"),
+    (["--drop-layers", "0,1"], "would remove all"),
+    (["--ffn-size", "65"], "--ffn-size 65 is more than"),
+    (["--heads", "2", "--distill"], "--distill trains"),
+])
+def test_cli_bad_input_exits_2_and_keeps_output(tiny_artifact, tmp_path, args, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(out), "--overwrite", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert (out / "keep.txt").read_text() == "x"
+
+
+def test_cli_refuses_existing_output_and_non_bert(tiny_artifact, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(out), "--heads", "2"])
+    assert result.exit_code == 2 and "already exists" in result.output
+    odd = tmp_path / "gpt"
+    shutil.copytree(tiny_artifact, odd)
+    config = json.loads((odd / "config.json").read_text())
+    config["model_type"] = "gpt2"
+    (odd / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["prune", str(odd), "--out", str(tmp_path / "o2"), "--heads", "2"])
+    assert result.exit_code == 2 and "BERT-layout" in result.output
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_prunes(tiny_artifact, tmp_path):
+    result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(tmp_path / "p"), "--heads-global", "5",
+                                 "--ffn-size", "40", "--importance", "magnitude"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "p")
+    assert sum(manifest["model"]["heads_per_layer"]) == 5 and manifest["model"]["ffn_per_layer"] == [40, 40]
+    assert manifest["config"]["heads_global"] == 5 and manifest["compression"]["importance"] == "magnitude"

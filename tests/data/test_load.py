@@ -1,0 +1,95 @@
+import json
+
+import pandas as pd
+import pytest
+
+from bertc.data import Columns, read_dataset
+from bertc.errors import BertcError
+
+ROWS = [("a fine film", "pos"), ("dull  plot", "neg"), ('he said "no"', "neg")]
+
+
+def test_tsv_keeps_quotes_and_detects_columns(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("sentence\tlabel\n" + "\n".join(f"{t}\t{y}" for t, y in ROWS) + "\n")
+    data = read_dataset(path)
+    assert data.texts[2] == 'he said "no"'
+    assert data.labels == ["pos", "neg", "neg"]
+    assert data.columns == {"text": "sentence", "pair": None, "label": "label"}
+
+
+@pytest.mark.parametrize("ext", ["csv", "jsonl", "json", "parquet"])
+def test_other_formats_read_the_same_rows(tmp_path, ext):
+    frame = pd.DataFrame({"review": [t for t, _ in ROWS], "y": [1, 0, 0]})
+    path = tmp_path / f"d.{ext}"
+    if ext == "csv":
+        frame.to_csv(path, index=False)
+    elif ext == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif ext == "json":
+        path.write_text(json.dumps(frame.to_dict(orient="records")))
+    else:
+        frame.to_parquet(path)
+    data = read_dataset(path, Columns(text="review", label="y"))
+    assert data.texts == [t for t, _ in ROWS]
+    assert data.labels == [1, 0, 0]
+
+
+def test_integer_labels_read_from_text_become_ints(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nx,2\ny,10\n")
+    assert read_dataset(path).labels == [2, 10]
+
+
+def test_pair_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("sentence1,sentence2,label\na b,c d,entail\ne f,g h,contradict\n")
+    data = read_dataset(path)
+    assert data.pairs == ["c d", "g h"]
+    assert data.columns["pair"] == "sentence2"
+
+
+def test_directory_of_splits(tiny_data):
+    assert read_dataset(tiny_data, split="validation").source.endswith("validation.tsv")
+    assert len(read_dataset(tiny_data, split="train")) == 240
+
+
+def test_unknown_column_names_the_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nx,1\n")
+    with pytest.raises(BertcError, match="column 'body' not found.*text, label"):
+        read_dataset(path, Columns(text="body"))
+
+
+def test_missing_file_and_bad_extension(tmp_path):
+    with pytest.raises(BertcError, match="does not exist"):
+        read_dataset(tmp_path / "nope.tsv")
+    (tmp_path / "d.xml").write_text("<x/>")
+    with pytest.raises(BertcError, match="unsupported extension"):
+        read_dataset(tmp_path / "d.xml")
+
+
+def test_real_sst2_reads_every_row(sst2):
+    train = read_dataset(sst2 / "train.tsv")
+    assert len(train) == 60614
+    assert set(train.labels) == {0, 1}
+    assert len(read_dataset(sst2 / "test.tsv")) == 872
+
+
+def test_hub_dataset_id_uses_datasets(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load(repo, subset=None):
+        calls.append((repo, subset))
+        return datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": [0, 1]}),
+            "validation": datasets.Dataset.from_dict({"sentence": ["c"], "label": [1]}),
+            "test": datasets.Dataset.from_dict({"sentence": ["d"], "label": [-1]})})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert read_dataset("glue/sst2", split="validation").texts == ["c"]
+    assert calls == [("glue", "sst2")]
+    with pytest.raises(BertcError, match="no labelled test split"):
+        read_dataset("glue/sst2", split="test")
