@@ -260,6 +260,10 @@ def bench_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ):
     """Latency, throughput, memory, size and accuracy of every variant, measured side by side."""
+    import os
+
+    # PyTorch's OpenMP threads must not busy-wait between calls while other variants run (set before torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from bertc.bench.bench import BenchConfig, bench, parse_int_list, parse_seq_lens
     from bertc.bench.report import console_tables
     from bertc.console import console
@@ -384,11 +388,12 @@ def parse_heads_global(value: str | None) -> tuple[int | None, float | None]:
 
 def show_compression(path: Path) -> None:
     from bertc.artifact import is_artifact, read_manifest
-    from bertc.console import console, key_value_table
+    from bertc.console import console, key_value_table, pct, print_classification
 
     if not is_artifact(path):  # non-zero ranks of a distributed run
         return
-    compression = read_manifest(path).get("compression", {})
+    manifest = read_manifest(path)
+    compression, metrics = manifest.get("compression", {}), manifest["metrics"]
     before, after, ratios = compression.get("before"), compression.get("after"), compression.get("ratios")
     if before and after:
         rows = {key: f"{before[key]:,} -> {after[key]:,} (x{ratios[key]:.3f})"
@@ -396,7 +401,15 @@ def show_compression(path: Path) -> None:
         rows["heads per layer"] = f"{before['heads_per_layer']} -> {after['heads_per_layer']}"
         rows["FFN per layer"] = f"{before['ffn_per_layer']} -> {after['ffn_per_layer']}"
         console.print(key_value_table(rows, f"size (FLOPs at {after['flops_seq_len']} tokens)"))
-    show_artifact_metrics(path)
+    for step in metrics.get("steps", []):
+        recovered = (step.get("recovery") or {}).get("best_eval_accuracy")
+        console.print(f"pruning step {step['step']}: eval accuracy {pct(step.get('eval_accuracy_after_pruning'))}% "
+                      f"after pruning" + (f", {pct(recovered)}% after recovery" if recovered is not None else ""))
+    if "training" in metrics:
+        console.print(key_value_table(metrics["training"], "training"))
+    if "eval" in metrics:
+        print_classification(metrics["eval"], f"evaluation on {metrics['eval'].get('data')}")
+    console.print(f"wrote {path}", soft_wrap=True)
 
 
 @command

@@ -49,6 +49,8 @@ class TorchPredictor:
 
 
 def load_torch_predictor(path: Path, manifest: dict, device: str, batch_size: int) -> TorchPredictor:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BertcError("--device cuda was given but PyTorch sees no CUDA GPU; use --device cpu")
     model = load_model(path, device=device)
     return TorchPredictor(model=model, tokenizer=load_tokenizer(path), labels=manifest["task"]["labels"],
                           max_length=manifest["task"].get("max_length", 128), batch_size=batch_size,
@@ -80,8 +82,6 @@ def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
     if kind not in PREDICTOR_LOADERS:
         raise BertcError(f"{path} holds a '{kind}' model that this installation cannot run; "
                          f"known kinds: {', '.join(PREDICTOR_LOADERS)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BertcError("--device cuda was given but no CUDA GPU is available; use --device cpu")
     return PREDICTOR_LOADERS[kind](path, manifest, device, batch_size)
 
 

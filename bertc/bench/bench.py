@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -361,6 +362,8 @@ def assemble(variants: list[dict], settings: list[Setting], config: BenchConfig,
         v.pop("_manifest", None)
     env = environment(threads)
     env["device"] = config.device
+    env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    env["ort_spinning"] = False
     try:
         import onnxruntime
 

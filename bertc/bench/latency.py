@@ -182,7 +182,9 @@ def onnx_session(path: Path, manifest: dict, device: str, threads: int):
     model = Path(path) / manifest["model"].get("file", "model.onnx")
     if not model.is_file():
         raise BertcError(f"{model} is missing; the artifact is damaged, re-create it with `bertc export --onnx`")
-    return create_session(model, device, threads)
+    # No busy-waiting: variants share the cores in an interleaved run, and a spinning idle pool of one runtime
+    # slows the next (measured: PyTorch up to 20x slower beside spinning ORT threads on 2 cores).
+    return create_session(model, device, threads, spinning=False)
 
 
 TORCH_KINDS = ("pytorch", "pytorch-quantized")  # "pytorch-quantized": torch dynamic int8, applied when loaded

@@ -79,12 +79,11 @@ def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, over
         student, tokenizer = student_artifact.model, student_artifact.tokenizer
         layer_map = list(config.layer_map or default_layer_map(student_artifact, teacher, teacher_layers))
     else:
-        layer_map = list(config.layer_map or every_other_layer(teacher_layers, min(config.student_layers,
-                                                                                   teacher_layers)))
-        check_layer_map(layer_map, teacher_layers, len(layer_map))
         if config.student_layers is not None and config.student_layers > teacher_layers:
             raise BertcError(f"--student-layers {config.student_layers} is more than the teacher's {teacher_layers} "
                              f"layers; pass 1 to {teacher_layers}")
+        layer_map = list(config.layer_map or every_other_layer(teacher_layers, config.student_layers))
+        check_layer_map(layer_map, teacher_layers, len(layer_map))
         student, tokenizer = make_student(teacher_model, layer_map), teacher_artifact.tokenizer
     check_layer_map(layer_map, teacher_layers, len(encoder_layers(student)))
     if config.loss.hidden_weight and student.config.hidden_size != teacher_model.config.hidden_size:
@@ -107,8 +106,8 @@ def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, over
         return out
     student = result.model
     after = size_report(student, config.train.max_length)
-    metrics = {"eval": evaluate_model(student, tokenizer, labels, data, config.train.max_length,
-                                      result.metrics["device"]),
+    metrics = {"eval": {**evaluate_model(student, tokenizer, labels, data, config.train.max_length,
+                                         result.metrics["device"]), "data": data.eval.source},
                "training": result.metrics}
     compression = {"technique": "distill", "teacher": parent_record(teacher), "layer_map": layer_map,
                    "student": parent_record(config.student) if config.student else "made from the teacher",

@@ -166,7 +166,8 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     metrics = {"steps": [{k: v for k, v in s.items() if k in ("step", "eval_accuracy_after_pruning", "recovery")}
                          for s in steps]}
     if data is not None and len(data.eval):
-        metrics["eval"] = evaluate_model(model, artifact.tokenizer, labels, data, max_length, device)
+        metrics["eval"] = {**evaluate_model(model, artifact.tokenizer, labels, data, max_length, device),
+                           "data": data.eval.source}
     importance_file = work_dir / IMPORTANCE_FILE
     importance_file.write_text(json.dumps({"data": data_source if use_gradient else None, "steps": steps},
                                           indent=1) + "\n")

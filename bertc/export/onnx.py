@@ -240,9 +240,14 @@ def optimize(raw: Path, level: Optimize):
 
     if level == "none":
         return onnx.load(str(raw))
+    import onnxruntime
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    version = tuple(int(part) for part in onnxruntime.__version__.split(".")[:2] if part.isdigit())
+    if level == "all" and version < (1, 21):
+        raise BertcError(f"onnxruntime {onnxruntime.__version__} fuses attention with one head count for all "
+                         "layers (wrong outputs for pruned models); install onnxruntime>=1.21 or use --optimize basic")
     try:
         with quiet_logging():
             if level == "basic":

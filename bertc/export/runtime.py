@@ -34,8 +34,11 @@ def providers_for(device: str, available: list[str] | None = None) -> list[str]:
     raise BertcError(f"--device {device!r} is not one of cpu, cuda")
 
 
-def create_session(model_file: Path | str, device: str = "cpu", threads: int | None = None):
-    """An InferenceSession with all graph optimizations; ``threads`` intra-op threads (default: ORT's)."""
+def create_session(model_file: Path | str, device: str = "cpu", threads: int | None = None, spinning: bool = True):
+    """An InferenceSession with all graph optimizations; ``threads`` intra-op threads (default: ORT's).
+
+    ``spinning=False`` stops idle worker threads from busy-waiting after each run: slightly slower alone, but
+    fair when other runtimes (or other sessions) share the cores, as in an interleaved benchmark."""
     import onnxruntime
 
     providers = providers_for(device)
@@ -45,6 +48,8 @@ def create_session(model_file: Path | str, device: str = "cpu", threads: int | N
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types

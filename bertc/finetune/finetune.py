@@ -9,7 +9,7 @@ from bertc.artifact import check_output, is_artifact, load_artifact, save_artifa
 from bertc.data import DataConfig, PreparedData, prepare_data
 from bertc.errors import BertcError
 from bertc.finetune.config import TrainConfig
-from bertc.finetune.trainer import is_main_process, remove_work_dir, train_model
+from bertc.finetune.trainer import check_device, is_main_process, remove_work_dir, train_model
 from bertc.inference import TorchPredictor, score_dataset
 from bertc.modeling import load_pretrained_classifier
 
@@ -72,11 +72,12 @@ def finetune(config: FinetuneConfig, out: Path | str, *, overwrite: bool = False
     from transformers import set_seed
 
     out = check_output(out, overwrite)
+    check_device(config.train)
     data = prepare_data(config.data)
-    if is_main_process():
-        describe_data(data)
     set_seed(config.train.seed)
     model, tokenizer = starting_model(config, data.labels)
+    if is_main_process():
+        describe_data(data)
     label2id = {label: i for i, label in enumerate(data.labels)}
     work_dir = work_dir_for(out)
     result = train_model(model, tokenizer, data, label2id, config.train, work_dir, resume=resume,

@@ -70,6 +70,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_device(config: TrainConfig) -> str:
+    """The device training will use; fails before any work when the precision cannot run there."""
+    device = resolve_device(config.device)
+    if config.precision == "fp16" and device != "cuda":
+        raise BertcError("--precision fp16 needs CUDA; use --precision bf16 on CPU")
+    return device
+
+
 def prepare_work_dir(work_dir: Path, config_record: dict, resume: bool) -> str | None:
     """Set up the directory that holds checkpoints; return the checkpoint to resume from, if any."""
     import json
@@ -154,9 +162,7 @@ def train_model(model, tokenizer, data: PreparedData, label2id: dict, config: Tr
                 resume: bool = False, trainer_class=BertcTrainer, trainer_kwargs: dict | None = None,
                 description: str = "training") -> TrainResult:
     """Train ``model`` in place on ``data``; checkpoints go to ``work_dir`` so a killed run can resume."""
-    device = resolve_device(config.device)
-    if config.precision == "fp16" and device != "cuda":
-        raise BertcError("--precision fp16 needs CUDA; use --precision bf16 on CPU")
+    device = check_device(config)
     record = {**asdict(config), "train_examples": len(data.train), "eval_examples": len(data.eval)}
     checkpoint = prepare_work_dir(work_dir, record, resume)
     log_file = work_dir / LOG_FILE

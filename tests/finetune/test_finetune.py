@@ -147,3 +147,14 @@ def test_augmented_training_records_what_it_added(tmp_path, tiny_bert_dir, tiny_
         model=str(tiny_bert_dir), train=quick_train_config(max_steps=2))
     report = json.loads((finetune(config, tmp_path / "m") / "bertc.json").read_text())["task"]["data"]
     assert report["augmented_examples"] > 150 and report["train_examples"] == 240 + report["augmented_examples"]
+
+
+def test_gradient_accumulation_averages_instead_of_summing(tmp_path, tiny_bert_dir, tiny_data):
+    def first_loss(out, **options):
+        run_finetune(tiny_bert_dir, tiny_data, out, max_steps=1, logging_steps=1, **options)
+        return next(json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
+                    if "loss" in json.loads(line))
+
+    single = first_loss(tmp_path / "a", batch_size=16)
+    accumulated = first_loss(tmp_path / "b", batch_size=8, grad_accum=2)
+    assert 0.8 < accumulated / single < 1.25  # a summed loss would be about twice as large

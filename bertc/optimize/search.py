@@ -1,0 +1,306 @@
+"""The candidate space of `bertc optimize` and the rules that walk it: order, early stopping, time budget.
+
+A candidate is a chain of compression steps applied to the fine-tuned model (fewer layers by distillation,
+then fewer heads, then a smaller FFN, each pruned with distillation from its parent) followed by a deployable
+precision (fused ONNX in fp32, int8 dynamic/static for CPU, fp16 for CUDA). Candidates that share a prefix share
+its artifacts: ``layers3`` is built once for ``layers3:int8-dynamic`` and ``layers3+ffn50:int8-dynamic``.
+
+The search is plain logic over estimates, so it is tested without training anything:
+
+- order: by expected speedup over the fine-tuned model in PyTorch eager (analytic FLOPs of the pruned shape,
+  a per-layer overhead, and a prior factor per precision), fastest first;
+- early stopping: a compression step whose selection accuracy already misses the budget ends its chain, and
+  candidates at least as compressed in every dimension are skipped too;
+- speed pruning: once a candidate meets the budget, candidates expected to be clearly slower are skipped
+  (unless ``exhaustive``);
+- time budget: a candidate starts only if its estimated remaining cost, plus finishing the run, fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bertc.errors import BertcError
+
+STEP_ORDER = ("layers", "heads", "ffn")
+CPU_PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+CUDA_PRECISIONS = ("fp32", "fp16")
+# Priors for the speedup of each deployable over PyTorch fp32 eager, before anything is measured (facts measured
+# on MiniLM-L6, batch 1, 2 CPU cores: fused fp32 ONNX about 2x, fused + dynamic int8 4.4x).
+PRECISION_SPEEDUP = {"cpu": {"fp32": 2.0, "int8-dynamic": 4.4, "int8-static": 4.0},
+                     "cuda": {"fp32": 1.5, "fp16": 3.0}}
+LAYER_OVERHEAD = 0.15  # per-layer cost that does not shrink with pruning (kernel launches, LayerNorm...)
+EMBEDDING_COST = 0.2  # embeddings, pooler and classifier, as a share of one full layer
+SPEED_MARGIN = 0.15  # skip a candidate expected to be more than this much slower than one that met the budget
+_TOKEN = re.compile(r"^(layers|heads|ffn)(\d+)$")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The fine-tuned model's shape the candidate space is built from."""
+
+    layers: int
+    heads: int  # attention heads per layer
+    ffn: int  # intermediate size per layer
+    hidden: int
+    head_dim: int
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # layers (keep K, distilled from the parent), heads (keep N per layer) or ffn (keep P percent)
+    value: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.value}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    steps: tuple[Step, ...]  # compression applied to the fine-tuned model, in STEP_ORDER
+    precision: str  # fp32, int8-dynamic, int8-static or fp16
+
+    @property
+    def node(self) -> str:
+        """Name of the PyTorch model the candidate deploys: 'base' (the fine-tuned model) or e.g. layers3+ffn50."""
+        return "+".join(step.name for step in self.steps) or "base"
+
+    @property
+    def name(self) -> str:
+        return f"{self.node}-{self.precision}"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.node}:{self.precision}"
+
+    def chain(self) -> list[str]:
+        """The PyTorch nodes to build, in order: layers3, layers3+ffn50."""
+        return ["+".join(step.name for step in self.steps[:i + 1]) for i in range(len(self.steps))]
+
+    def final_nodes(self) -> list[str]:
+        """The ONNX nodes: the fp32 export and, unless fp32 is the precision, the quantized model."""
+        export = f"{self.node}-onnx"
+        return [export] if self.precision == "fp32" else [export, self.name]
+
+
+def parse_candidate(spec: str, target: str) -> Candidate:
+    """``layers3+ffn50:int8-dynamic``, ``heads8`` (default precision of the target) or ``base:fp16``."""
+    text = spec.strip()
+    chain, _, precision = text.partition(":")
+    precisions = CPU_PRECISIONS if target == "cpu" else CUDA_PRECISIONS
+    precision = precision.strip() or ("int8-dynamic" if target == "cpu" else "fp16")
+    if precision not in precisions:
+        raise BertcError(f"candidate {spec!r}: precision {precision!r} is not one of {', '.join(precisions)} for "
+                         f"--target {target}")
+    steps = {}
+    for token in (t.strip() for t in chain.split("+")):
+        if token in ("", "base") and chain.strip() in ("", "base"):
+            continue
+        match = _TOKEN.match(token)
+        if not match or int(match.group(2)) < 1 or (match.group(1) == "ffn" and int(match.group(2)) > 100):
+            raise BertcError(f"candidate {spec!r}: {token!r} is not a compression step; use layersK, headsN or "
+                             "ffnP (percent), joined with +, e.g. layers3+ffn50:int8-dynamic, or base:int8-dynamic")
+        if match.group(1) in steps:
+            raise BertcError(f"candidate {spec!r} names {match.group(1)} twice; give each step once")
+        steps[match.group(1)] = int(match.group(2))
+    return Candidate(tuple(Step(kind, steps[kind]) for kind in STEP_ORDER if kind in steps), precision)
+
+
+def check_candidates(candidates: list[Candidate], shape: Shape) -> None:
+    """Steps the model cannot take (more layers or heads than it has): one error listing all of them."""
+    problems = []
+    for c in candidates:
+        for step in c.steps:
+            if step.kind == "layers" and step.value >= shape.layers:
+                problems.append(f"{c.spec}: {step.name} keeps all or more than the model's {shape.layers} layers")
+            if step.kind == "heads" and step.value >= shape.heads:
+                problems.append(f"{c.spec}: {step.name} keeps all or more than the model's {shape.heads} heads")
+            if step.kind == "ffn" and step.value >= 100:
+                problems.append(f"{c.spec}: {step.name} keeps the whole FFN")
+    if problems:
+        raise BertcError("; ".join(problems) + "; pick smaller steps with --candidates")
+
+
+def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]:
+    """The candidate space of a preset for a model of ``shape``: MiniLM-L6 (6 layers, 12 heads) gets layers 4/3
+    and heads 8/6, other models the same fractions. ``quick`` is sized for about 15 minutes on 2 CPU cores."""
+    def fraction(total: int, share: float) -> int | None:
+        value = max(1, round(total * share))
+        return value if value < total else None
+
+    deep, shallow = fraction(shape.layers, 2 / 3), fraction(shape.layers, 1 / 2)
+    many, few = fraction(shape.heads, 2 / 3), fraction(shape.heads, 1 / 2)
+    quantized = "int8-dynamic" if target == "cpu" else "fp16"
+    if preset == "quick":
+        specs = ["base", f"layers{shallow}", f"heads{many}", "ffn50"]
+    else:
+        specs = ["base", f"layers{shallow}", f"layers{deep}", f"layers{shallow}+ffn50", f"layers{deep}+ffn50",
+                 f"layers{deep}+heads{many}", f"heads{many}", f"heads{few}", "ffn50", f"heads{many}+ffn50"]
+    specs = [s for s in specs if "None" not in s]
+    candidates = [parse_candidate(f"{s}:{quantized}", target) for s in specs]
+    if preset == "full":
+        extra = ["base:int8-static", f"layers{shallow}:int8-static"] if target == "cpu" else []
+        candidates += [parse_candidate(s, target) for s in extra if "None" not in s]
+    return list(dict.fromkeys(candidates))
+
+
+# ---------------------------------------------------------------------------------------------- expectations
+
+def shape_after(shape: Shape, steps: tuple[Step, ...]) -> tuple[int, int, int]:
+    """(layers, heads per layer, FFN size) after the steps."""
+    layers, heads, ffn = shape.layers, shape.heads, shape.ffn
+    for step in steps:
+        if step.kind == "layers":
+            layers = min(layers, step.value)
+        elif step.kind == "heads":
+            heads = min(heads, step.value)
+        else:
+            ffn = max(1, round(shape.ffn * step.value / 100))
+    return layers, heads, ffn
+
+
+def relative_cost(shape: Shape, steps: tuple[Step, ...], seq_len: int) -> float:
+    """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change)."""
+    from bertc.compress.flops import layer_flops
+
+    full = layer_flops(shape.hidden, shape.heads, shape.head_dim, shape.ffn, seq_len)
+    layers, heads, ffn = shape_after(shape, steps)
+    pruned = layer_flops(shape.hidden, heads, shape.head_dim, ffn, seq_len)
+    base = shape.layers * full * (1 + LAYER_OVERHEAD) + EMBEDDING_COST * full
+    return (layers * (pruned + LAYER_OVERHEAD * full) + EMBEDDING_COST * full) / base
+
+
+def expected_speedup(candidate: Candidate, shape: Shape, seq_len: int, target: str) -> float:
+    """Expected speedup over the fine-tuned model in PyTorch eager (a prior used only to order the search)."""
+    return PRECISION_SPEEDUP[target][candidate.precision] / relative_cost(shape, candidate.steps, seq_len)
+
+
+def at_least_as_compressed(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
+    return all(x <= y for x, y in zip(a, b))
+
+
+def order_candidates(candidates: list[Candidate], shape: Shape, seq_len: int, target: str) -> list[Candidate]:
+    """The standard recipe (the unpruned model, quantized) first: it is cheap and every report compares with it.
+    Then by expected speedup, fastest first; ties go to the shorter chain (cheaper to build)."""
+    def key(c: Candidate):
+        standard = not c.steps and c.precision == ("int8-dynamic" if target == "cpu" else "fp16")
+        return (not standard, -round(expected_speedup(c, shape, seq_len, target), 6), len(c.steps), c.name)
+
+    return sorted(candidates, key=key)
+
+
+# ---------------------------------------------------------------------------------------------- the search state
+
+@dataclass
+class Search:
+    """Which candidates to build, given what was measured so far; optimize drives it and builds the artifacts."""
+
+    shape: Shape
+    seq_len: int
+    target: str
+    max_accuracy_drop: float  # points on the selection slice, against the fine-tuned model
+    exhaustive: bool = False
+    misses: dict[str, float] = field(default_factory=dict)  # PyTorch node -> drop (points) that missed the budget
+    missed_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # node -> (layers, heads, ffn)
+    met: dict[str, float] = field(default_factory=dict)  # candidate name -> its expected speedup, within budget
+
+    def expected(self, candidate: Candidate) -> float:
+        return expected_speedup(candidate, self.shape, self.seq_len, self.target)
+
+    def within_budget(self, drop_points: float) -> bool:
+        return drop_points <= self.max_accuracy_drop + 1e-9
+
+    def record_node(self, node: str, steps: tuple[Step, ...], drop_points: float) -> bool:
+        """Record a built PyTorch node's drop; False when it misses the budget (its chain stops there)."""
+        if self.within_budget(drop_points):
+            return True
+        self.misses[node] = drop_points
+        self.missed_shapes[node] = shape_after(self.shape, steps)
+        return False
+
+    def record_final(self, candidate: Candidate, drop_points: float | None) -> None:
+        """Record a built deployable; None or over budget counts as not met."""
+        if drop_points is not None and self.within_budget(drop_points):
+            self.met[candidate.name] = self.expected(candidate)
+
+    def skip_reason(self, candidate: Candidate) -> str | None:
+        """Why ``candidate`` is not worth building any more (None: build it)."""
+        for node in candidate.chain():
+            if node in self.misses:
+                return f"early stop: step {node} already loses {self.misses[node]:.2f} points on the selection slice"
+        mine = shape_after(self.shape, candidate.steps)
+        for node, theirs in self.missed_shapes.items():
+            if candidate.steps and at_least_as_compressed(mine, theirs):
+                return (f"early stop: at least as compressed as {node}, which already loses "
+                        f"{self.misses[node]:.2f} points on the selection slice")
+        if self.met and not self.exhaustive:
+            best_name = max(self.met, key=self.met.get)
+            best = self.met[best_name]
+            if self.expected(candidate) < best * (1 - SPEED_MARGIN):
+                return (f"not needed: expected {self.expected(candidate):.1f}x, well below the {best:.1f}x expected "
+                        f"of {best_name}, which already meets the budget (--exhaustive builds it anyway)")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- time estimates
+
+@dataclass
+class CostModel:
+    """Seconds each stage is expected to take, from measured throughput of the fine-tuned model's shape.
+
+    ``train_rate`` (training samples/s, forward + backward) and ``infer_rate`` (inference samples/s in PyTorch)
+    are measured on the machine before the run; each finished stage then corrects the estimates of its group
+    (training, conversion, measurement) by the ratio of its real to its estimated time.
+    """
+
+    train_rate: float
+    infer_rate: float
+    selection_samples: int
+    corrections: dict[str, float] = field(default_factory=dict)
+
+    GROUPS = {"finetune": "train", "distill": "train", "prune": "train", "export": "convert", "quantize": "convert",
+              "finish": "measure"}
+    EXPORT_FIXED, QUANTIZE_FIXED, FINISH_FIXED = 8.0, 4.0, 10.0
+
+    def correct(self, kind: str, estimated: float, actual: float) -> None:
+        if estimated > 0 and actual > 0:
+            self.corrections[self.GROUPS[kind]] = min(4.0, max(0.25, actual / estimated))
+
+    def _scaled(self, kind: str, seconds: float) -> float:
+        return seconds * self.corrections.get(self.GROUPS[kind], 1.0)
+
+    def evaluation(self, relative: float, samples: int | None = None) -> float:
+        return (samples if samples is not None else self.selection_samples) * relative / self.infer_rate
+
+    def finetune(self, samples: int, epochs: float) -> float:
+        return self._scaled("finetune", samples * epochs / self.train_rate + 2 * self.evaluation(1.0))
+
+    def distill(self, samples: int, student: float, teacher: float) -> float:
+        """Student forward + backward, teacher forward (about a third of a training step)."""
+        return self._scaled("distill", samples * (student + teacher / 3) / self.train_rate
+                            + 2 * self.evaluation(student))
+
+    def prune(self, importance_samples: int, recover_samples: int, parent: float, child: float) -> float:
+        seconds = importance_samples * parent / self.train_rate
+        seconds += recover_samples * (child + parent / 3) / self.train_rate
+        return self._scaled("prune", seconds + 3 * self.evaluation(parent))
+
+    def export(self, relative: float) -> float:
+        return self._scaled("export", self.EXPORT_FIXED * max(relative, 0.1) + 1.5 * self.evaluation(relative))
+
+    def quantize(self, relative: float, static: bool = False) -> float:
+        seconds = self.QUANTIZE_FIXED * max(relative, 0.1) + self.evaluation(relative)
+        if static:
+            seconds += self.evaluation(relative, 200)
+        return self._scaled("quantize", seconds)
+
+    def finish(self, variants: list[float], calls: int, test_samples: int) -> float:
+        """Bench (accuracy on the slice and ``calls`` timed batch-1 calls per variant), test accuracy, report.
+        ``variants``: relative cost of each variant (model cost over precision speedup)."""
+        seconds = self.FINISH_FIXED
+        for relative in variants:
+            seconds += 2 * self.evaluation(relative) + calls * 2.5 * relative / self.infer_rate
+            seconds += self.evaluation(relative, test_samples)
+        return self._scaled("finish", seconds)
