@@ -97,8 +97,9 @@ def finetune_cmd(
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 3.0,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")] = None,
     max_length: Annotated[int, typer.Option(help="Truncate texts to N tokens.")] = 128,
-    no_group_by_length: Annotated[bool, typer.Option("--no-group-by-length",
-                                                     help="Random batches instead of length-grouped.")] = False,
+    group_by_length: Annotated[bool, typer.Option(
+        help="Batch texts of similar length together: less padding, but measured 0.7 points lower on SST-2 4k.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (runs are reproducible).")] = 42,
     precision: Annotated[str, typer.Option(help="fp32, bf16, or fp16 (CUDA).")] = "fp32",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -128,7 +129,7 @@ def finetune_cmd(
             max_grad_norm=max_grad_norm, schedule=schedule, warmup=warmup, poly_power=poly_power,
             exp_final_factor=exp_final_factor, layer_lr_decay=layer_lr_decay, batch_size=batch_size,
             eval_batch_size=eval_batch_size, grad_accum=grad_accum, epochs=epochs, max_steps=max_steps,
-            max_length=max_length, group_by_length=not no_group_by_length, seed=seed, precision=precision,
+            max_length=max_length, group_by_length=group_by_length, seed=seed, precision=precision,
             device=device, eval_steps=eval_steps, early_stopping_patience=early_stopping_patience,
             save_steps=save_steps, logging_steps=logging_steps))
     result = finetune(config, out, overwrite=overwrite, resume=resume)
@@ -346,7 +347,7 @@ def task_data(train, eval_, text_column, text_pair_column, label_column, max_tra
                     seed=seed)
 
 
-def train_config(optimizer, schedule, precision, device, no_group_by_length=False, **options):
+def train_config(optimizer, schedule, precision, device, **options):
     from bertc.finetune import TrainConfig
 
     check_choice("--optimizer", optimizer, ("adamw", "adam", "sgd", "adafactor"))
@@ -354,7 +355,7 @@ def train_config(optimizer, schedule, precision, device, no_group_by_length=Fals
     check_choice("--precision", precision, ("fp32", "bf16", "fp16"))
     check_choice("--device", device, ("auto", "cpu", "cuda"))
     return TrainConfig(optimizer=optimizer, schedule=schedule, precision=precision, device=device,
-                       group_by_length=not no_group_by_length, **options)
+                       **options)
 
 
 def distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight):
@@ -643,6 +644,72 @@ def quantize_cmd(
         eval_data=eval_, split=split, eval_samples=eval_samples, max_accuracy_drop=max_accuracy_drop,
         max_float_layers=max_float_layers, device=device)
     print_quantize(quantize(artifact, config, out, overwrite=overwrite))
+
+
+# --- optimize and run (issue 7) ---
+@command
+def optimize_cmd(
+    train: Annotated[str, typer.Option(help="Training data: a file, or a directory with train/validation/test "
+                                            "files (then --eval and --test default to its validation and test).")],
+    out: Annotated[Path, typer.Option(help="Output directory: stages/, report/, best/, recipe.toml, summary.md.")],
+    eval_: Annotated[str | None, typer.Option(
+        "--eval", help="Selection data; its first --selection-samples rows choose the winner.")] = None,
+    test: Annotated[str | None, typer.Option(help="Data for the final accuracy of every variant (test.tsv).")] = None,
+    model: Model = None,
+    from_: Annotated[Path | None, typer.Option(
+        "--from", help="Start from this fine-tuned artifact instead of fine-tuning.")] = None,
+    target: Annotated[str, typer.Option(help="Where the model will be served: cpu (int8) or cuda (fp16).")] = "cpu",
+    max_accuracy_drop: Annotated[str, typer.Option(
+        help="Accuracy points the winner may lose against the fine-tuned model on the selection slice.")] = "1.0",
+    latency_budget_ms: Annotated[str | None, typer.Option(
+        help="p50 latency at batch 1 the winner should meet; then the most accurate such model wins.")] = None,
+    time_budget: Annotated[str | None, typer.Option(
+        help="Time for the whole run, e.g. 30m, 1.5h, 900s (a bare number is minutes). Default: the preset's "
+             "(quick: 15m, full: none).")] = None,
+    preset: Annotated[str, typer.Option(help="quick (about 15 minutes on 2 CPU cores) or full.")] = "full",
+    candidates: Annotated[str | None, typer.Option(
+        help="Candidates instead of the preset's, e.g. base:int8-dynamic,layers3+ffn50:int8-dynamic,heads8.")] = None,
+    selection_samples: Annotated[int | None, typer.Option(help="Rows of --eval that choose the winner.")] = None,
+    test_samples: Annotated[int | None, typer.Option(help="Use only the first N rows of --test.")] = None,
+    finetune_samples: Annotated[int | None, typer.Option(help="Training rows for fine-tuning.")] = None,
+    finetune_epochs: Annotated[float | None, typer.Option(help="Fine-tuning epochs.")] = None,
+    text_column: TextColumn = None,
+    text_pair_column: PairColumn = None,
+    label_column: LabelColumn = None,
+    exhaustive: Annotated[bool, typer.Option(
+        "--exhaustive", help="Build every candidate, also those a faster in-budget one makes pointless.")] = False,
+    seed: Seed = 42,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, reusing built stages.")] = False,
+    overwrite: Overwrite = False,
+):
+    """From labelled data to the fastest model within an accuracy budget: search, bench, report, ship DIR/best."""
+    from bertc.optimize.optimize import OptimizeConfig, optimize, parse_duration, parse_number
+
+    check_choice("--target", target, ("cpu", "cuda"))
+    check_choice("--preset", preset, ("quick", "full"))
+    config = OptimizeConfig(
+        train=train, eval=eval_, test=test, model=model, start_from=str(from_) if from_ else None, target=target,
+        max_accuracy_drop=parse_number("--max-accuracy-drop", max_accuracy_drop),
+        latency_budget_ms=parse_number("--latency-budget-ms", latency_budget_ms),
+        time_budget=parse_duration(time_budget), preset=preset,
+        candidates=tuple(c.strip() for c in (candidates or "").split(",") if c.strip()),
+        selection_samples=selection_samples, test_samples=test_samples, finetune_samples=finetune_samples,
+        finetune_epochs=finetune_epochs, text_column=text_column, text_pair_column=text_pair_column,
+        label_column=label_column, exhaustive=exhaustive, seed=seed)
+    optimize(config, out, resume=resume, overwrite=overwrite)
+
+
+@command
+def run_cmd(
+    recipe: Annotated[Path, typer.Argument(help="A recipe.toml (written by `bertc optimize`, or by hand).")],
+    out: Annotated[Path, typer.Option(help="Output directory, laid out as `bertc optimize` lays it out.")],
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out, reusing built stages.")] = False,
+    overwrite: Overwrite = False,
+):
+    """Run a recipe: build its stages, bench its candidates side by side, report and ship the winner."""
+    from bertc.optimize.recipe import run_recipe
+
+    run_recipe(recipe, out, resume=resume, overwrite=overwrite)
 
 
 def main():

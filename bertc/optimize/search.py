@@ -126,24 +126,25 @@ def check_candidates(candidates: list[Candidate], shape: Shape) -> None:
 def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]:
     """The candidate space of a preset for a model of ``shape``: MiniLM-L6 (6 layers, 12 heads) gets layers 4/3
     and heads 8/6, other models the same fractions. ``quick`` is sized for about 15 minutes on 2 CPU cores."""
-    def fraction(total: int, share: float) -> int | None:
+    def keep(total: int, share: float) -> int | None:
         value = max(1, round(total * share))
         return value if value < total else None
 
-    deep, shallow = fraction(shape.layers, 2 / 3), fraction(shape.layers, 1 / 2)
-    many, few = fraction(shape.heads, 2 / 3), fraction(shape.heads, 1 / 2)
-    quantized = "int8-dynamic" if target == "cpu" else "fp16"
+    deep, shallow = keep(shape.layers, 2 / 3), keep(shape.layers, 1 / 2)
+    many, few = keep(shape.heads, 2 / 3), keep(shape.heads, 1 / 2)
+    layers = {"deep": f"layers{deep}" if deep else None, "shallow": f"layers{shallow}" if shallow else None}
+    heads = {"many": f"heads{many}" if many else None, "few": f"heads{few}" if few else None}
     if preset == "quick":
-        specs = ["base", f"layers{shallow}", f"heads{many}", "ffn50"]
+        chains = [["base"], [layers["shallow"]], [heads["many"]], ["ffn50"]]
     else:
-        specs = ["base", f"layers{shallow}", f"layers{deep}", f"layers{shallow}+ffn50", f"layers{deep}+ffn50",
-                 f"layers{deep}+heads{many}", f"heads{many}", f"heads{few}", "ffn50", f"heads{many}+ffn50"]
-    specs = [s for s in specs if "None" not in s]
-    candidates = [parse_candidate(f"{s}:{quantized}", target) for s in specs]
-    if preset == "full":
-        extra = ["base:int8-static", f"layers{shallow}:int8-static"] if target == "cpu" else []
-        candidates += [parse_candidate(s, target) for s in extra if "None" not in s]
-    return list(dict.fromkeys(candidates))
+        chains = [["base"], [layers["shallow"]], [layers["deep"]], [layers["shallow"], "ffn50"],
+                  [layers["deep"], "ffn50"], [layers["deep"], heads["many"]], [heads["many"]], [heads["few"]],
+                  ["ffn50"], [heads["many"], "ffn50"]]
+    quantized = "int8-dynamic" if target == "cpu" else "fp16"
+    specs = [f"{'+'.join(chain)}:{quantized}" for chain in chains if all(chain)]
+    if preset == "full" and target == "cpu":
+        specs += ["base:int8-static"] + ([f"{layers['shallow']}:int8-static"] if layers["shallow"] else [])
+    return list(dict.fromkeys(parse_candidate(spec, target) for spec in specs))
 
 
 # ---------------------------------------------------------------------------------------------- expectations
@@ -304,3 +305,56 @@ class CostModel:
             seconds += 2 * self.evaluation(relative) + calls * 2.5 * relative / self.infer_rate
             seconds += self.evaluation(relative, test_samples)
         return self._scaled("finish", seconds)
+
+
+# ---------------------------------------------------------------------------------------------- the winner
+
+def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | None = None) -> dict:
+    """The variant to ship from bench results measured on the selection slice.
+
+    The fastest variant (p50 at batch 1 with real lengths) whose accuracy is within ``max_accuracy_drop``
+    points of the baseline's; with a latency budget, the most accurate of those that meet it (the fastest
+    within the accuracy budget when none does). If that is not faster than the baseline, the baseline.
+    """
+    from bertc.bench.report import reference_setting, row_at
+
+    setting = reference_setting(results)
+    base = next(v for v in results["variants"] if v["name"] == results["baseline"])
+    rows = []
+    for v in results["variants"]:
+        drop = None
+        if v.get("accuracy") is not None and base.get("accuracy") is not None:
+            drop = 100 * (base["accuracy"] - v["accuracy"])
+        p50 = row_at(v, setting)["p50_ms"]
+        rows.append({"name": v["name"], "path": v["path"], "p50_ms": p50, "accuracy": v.get("accuracy"),
+                     "drop_points": drop, "speedup": row_at(base, setting)["p50_ms"] / p50 if p50 else None,
+                     "within_budget": drop is not None and drop <= max_accuracy_drop + 1e-9,
+                     "meets_latency": latency_budget_ms is None or p50 <= latency_budget_ms,
+                     "baseline": v is base})
+    base_row = next(r for r in rows if r["baseline"])
+    eligible = [r for r in rows if not r["baseline"] and r["within_budget"]]
+    fits = [r for r in eligible if r["meets_latency"]]
+    note = ""
+    if latency_budget_ms is not None and fits:
+        pick = max(fits, key=lambda r: (r["accuracy"], -r["p50_ms"]))
+    else:
+        pick = min(eligible, key=lambda r: r["p50_ms"]) if eligible else None
+        if latency_budget_ms is not None:
+            note = f" No candidate within the accuracy budget meets the {latency_budget_ms:g} ms latency budget."
+    budget = f"{max_accuracy_drop:g} point" + ("" if max_accuracy_drop == 1 else "s")
+    if pick is None or pick["p50_ms"] >= base_row["p50_ms"]:
+        text = (f"Nothing beats the fine-tuned baseline {base_row['name']} ({base_row['p50_ms']:.3g} ms p50) within "
+                f"the {budget} accuracy budget, so bertc ships the baseline.{note}")
+        return {"winner": base_row, "shipped_baseline": True, "text": text, "rows": rows, "setting": setting}
+    text = (f"Winner: {pick['name']}, {pick['p50_ms']:.3g} ms p50 at batch 1 against {base_row['p50_ms']:.3g} ms "
+            f"for the fine-tuned baseline ({pick['speedup']:.2f}x faster), with {100 * pick['accuracy']:.2f}% "
+            f"accuracy on the selection slice ({-pick['drop_points'] + 0.0:+.2f} points; budget {budget}).{note}")
+    return {"winner": pick, "shipped_baseline": False, "text": text, "rows": rows, "setting": setting}
+
+
+def time_reason(need: float, wrap_up: float, left: float) -> str | None:
+    """Why a candidate does not fit the time left (None: it fits): its own stages plus finishing the run."""
+    if need + wrap_up <= left:
+        return None
+    return (f"time budget: needs about {need / 60:.1f} min plus {wrap_up / 60:.1f} min to bench and report, "
+            f"{max(0.0, left) / 60:.1f} min left")

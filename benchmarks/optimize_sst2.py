@@ -1,0 +1,149 @@
+"""`bertc optimize` on MiniLM-L6 and real SST-2, then the quality bar of issue 7 measured side by side.
+
+Runs the library function behind `bertc optimize` (the same code as the CLI) on the embedded all-MiniLM-L6-v2 with
+SST-2 (``train.tsv`` to train, the first 500 rows of ``validation.tsv`` to choose, ``test.tsv`` for the final
+accuracy), CPU target. Then it benches, in one interleaved run on ``test.tsv`` sentences at batch 1:
+
+    finetune            the fine-tuned model, PyTorch fp32 eager (the baseline)
+    base-int8-dynamic   the standard recipe: the unpruned model exported, ORT-optimized, dynamically int8-quantized
+    <winner>            what optimize shipped to DIR/best
+
+and states the winner's test accuracy against the fine-tuned model and its speedups against both.
+
+Quality bar (issue 7): the winner at most 1.0 point below the fine-tuned model on test.tsv, at least 8x faster than
+it in PyTorch fp32 eager and at least 1.8x faster than the standard recipe.
+
+    python benchmarks/optimize_sst2.py                      # --preset full: 1.5-3 hours on 2 cores
+    python benchmarks/optimize_sst2.py --preset quick       # the README's quick command, about 15 minutes
+    python benchmarks/optimize_sst2.py --from DIR           # start from a fine-tuned artifact (no fine-tuning)
+    python benchmarks/optimize_sst2.py --reuse              # resume / re-measure the run in --work
+    python benchmarks/optimize_sst2.py --quick              # smoke test with tiny sample counts, about 2 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bertc.bench.bench import BenchConfig, bench  # noqa: E402
+from bertc.bench.report import reference_setting, row_at  # noqa: E402
+from bertc.environment import environment  # noqa: E402
+from bertc.optimize import OptimizeConfig, optimize  # noqa: E402
+
+SST2 = REPO.parent / "shared" / "data" / "sst2"
+BAR = {"max_drop_points": 1.0, "min_speedup_vs_pytorch": 8.0, "min_speedup_vs_standard": 1.8}
+
+
+def config_for(args) -> OptimizeConfig:
+    options = dict(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"), test=str(SST2 / "test.tsv"),
+                   preset=args.preset, start_from=str(args.start_from) if args.start_from else None,
+                   max_accuracy_drop=args.max_accuracy_drop, time_budget=args.time_budget * 60 if args.time_budget
+                   else None, exhaustive=args.exhaustive)
+    if args.quick:  # every stage runs, on a few dozen samples: a smoke test whose numbers mean nothing
+        options.update(preset="quick", candidates=("base:int8-dynamic", "layers3:int8-dynamic"), finetune_samples=256,
+                       distill_samples=96, selection_samples=64, test_samples=128, bench_runs=20, max_length=64,
+                       max_accuracy_drop=100.0, time_budget=None)
+    return OptimizeConfig(**options)
+
+
+def quality_bar(work: Path, summary: dict, args) -> dict:
+    """The fine-tuned model, the standard recipe and the winner, interleaved on test.tsv at batch 1."""
+    rows = {row["name"]: row for row in summary["rows"]}
+    baseline = next(row for row in summary["rows"] if row["baseline"])
+    variants = [Path(baseline["path"])]
+    for name in ("base-int8-dynamic", summary["winner"]):
+        if name in rows and Path(rows[name]["path"]) not in variants:
+            variants.append(Path(rows[name]["path"]))
+    config = BenchConfig(data=str(SST2 / "test.tsv"), split="test", batch_sizes=(1,), seq_lens=("real",),
+                         warmup=20, runs=args.runs, rounds=10, memory=False, max_samples=args.test_samples)
+    results = bench(variants, config, work / "quality_bar.json", overwrite=True)
+    setting = reference_setting(results)
+    by_name = {v["name"]: v for v in results["variants"]}
+    base = by_name[results["baseline"]]
+    p50 = {name: row_at(v, setting)["p50_ms"] for name, v in by_name.items()}
+    winner, standard = by_name.get(summary["winner"]), by_name.get("base-int8-dynamic")
+    measured = {
+        "winner": summary["winner"], "shipped_baseline": summary["shipped_baseline"],
+        "test_accuracy": {name: v["accuracy"] for name, v in by_name.items()},
+        "p50_ms": p50,
+        "winner_drop_points": 100 * (base["accuracy"] - winner["accuracy"]) if winner else None,
+        "speedup_vs_pytorch": p50[base["name"]] / p50[winner["name"]] if winner else None,
+        "speedup_vs_standard": p50[standard["name"]] / p50[winner["name"]] if winner and standard else None,
+    }
+    measured["passes"] = {
+        "accuracy": measured["winner_drop_points"] is not None
+        and measured["winner_drop_points"] <= BAR["max_drop_points"],
+        "vs_pytorch": (measured["speedup_vs_pytorch"] or 0) >= BAR["min_speedup_vs_pytorch"],
+        "vs_standard": (measured["speedup_vs_standard"] or 0) >= BAR["min_speedup_vs_standard"]}
+    return measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=("quick", "full"), default="full")
+    parser.add_argument("--from", dest="start_from", type=Path, default=None, help="a fine-tuned artifact")
+    parser.add_argument("--work", type=Path, default=REPO.parent / "runs" / "optimize-sst2",
+                        help="the optimize output directory (kept: stages/, report/, best/)")
+    parser.add_argument("--reuse", action="store_true", help="resume the run in --work (finished stages are kept)")
+    parser.add_argument("--overwrite", action="store_true", help="start the run in --work again")
+    parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
+    parser.add_argument("--time-budget", type=float, default=None, help="minutes (default: the preset's)")
+    parser.add_argument("--exhaustive", action="store_true", help="build every candidate of the preset")
+    parser.add_argument("--runs", type=int, default=300, help="timed batch-1 calls per variant for the bar")
+    parser.add_argument("--test-samples", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny sample counts, about 2 minutes")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default benchmarks/results/...)")
+    args = parser.parse_args()
+    if not (SST2 / "test.tsv").is_file():
+        sys.exit(f"real SST-2 data not found at {SST2}")
+    if args.quick:
+        args.runs, args.test_samples = min(args.runs, 30), args.test_samples or 128
+    name = "optimize_sst2_smoke" if args.quick else f"optimize_sst2_{args.preset}"
+    args.out = args.out or REPO / "benchmarks" / "results" / f"{name}.json"
+
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch) / "run" if args.quick else args.work
+        started = time.perf_counter()
+        summary = optimize(config_for(args), work, resume=args.reuse, overwrite=args.overwrite)
+        optimize_seconds = time.perf_counter() - started
+        measured = quality_bar(work, summary, args)
+    result = {"optimize_seconds": round(optimize_seconds, 1), "quality_bar": BAR, "measured": measured,
+              "summary": {k: summary[k] for k in ("winner", "shipped_baseline", "text", "rows", "searched")},
+              "work": str(work), "quick": args.quick, "environment": environment(),
+              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_result(result)
+    print(f"wrote {args.out}")
+
+
+def print_result(result: dict) -> None:
+    measured = result["measured"]
+    print(f"\nbertc optimize took {result['optimize_seconds'] / 60:.1f} min; winner: {measured['winner']}"
+          + (" (nothing beat the baseline: shipped it)" if measured["shipped_baseline"] else ""))
+    print(f"{'variant':28} {'test acc %':>10} {'p50 ms':>8}")
+    for name, accuracy in measured["test_accuracy"].items():
+        print(f"{name:28} {100 * accuracy:10.2f} {measured['p50_ms'][name]:8.3g}")
+
+    def show(value, fmt):
+        return "-" if value is None else format(value, fmt)
+
+    print(f"winner vs fine-tuned on test.tsv: {show(measured['winner_drop_points'], '+.2f')} points lost "
+          f"(bar <= {BAR['max_drop_points']}): {'PASS' if measured['passes']['accuracy'] else 'FAIL'}")
+    print(f"speedup vs PyTorch fp32 eager: {show(measured['speedup_vs_pytorch'], '.2f')}x "
+          f"(bar >= {BAR['min_speedup_vs_pytorch']}x): {'PASS' if measured['passes']['vs_pytorch'] else 'FAIL'}")
+    print(f"speedup vs the standard recipe: {show(measured['speedup_vs_standard'], '.2f')}x "
+          f"(bar >= {BAR['min_speedup_vs_standard']}x): {'PASS' if measured['passes']['vs_standard'] else 'FAIL'}")
+    if result["quick"]:
+        print("(--quick: a smoke test on a few dozen samples; these figures mean nothing)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The search of `bertc optimize` as plain logic: candidates, order, early stopping, time budget, the winner."""
+
+from __future__ import annotations
+
+import pytest
+
+from bertc.errors import BertcError
+from bertc.optimize.search import (
+    CostModel,
+    Search,
+    Shape,
+    check_candidates,
+    choose,
+    expected_speedup,
+    order_candidates,
+    parse_candidate,
+    preset_candidates,
+    relative_cost,
+    time_reason,
+)
+
+MINILM = Shape(layers=6, heads=12, ffn=1536, hidden=384, head_dim=32)
+SEQ = 25
+
+
+def specs(candidates) -> list[str]:
+    return [c.spec for c in candidates]
+
+
+def test_parse_candidate_normalizes_order_and_defaults_precision():
+    c = parse_candidate("ffn50+layers3", "cpu")
+    assert c.spec == "layers3+ffn50:int8-dynamic"
+    assert c.chain() == ["layers3", "layers3+ffn50"]
+    assert c.final_nodes() == ["layers3+ffn50-onnx", "layers3+ffn50-int8-dynamic"]
+    assert parse_candidate("base:fp32", "cpu").final_nodes() == ["base-onnx"]
+    assert parse_candidate("heads8", "cuda").precision == "fp16"
+    assert parse_candidate("base", "cpu").chain() == []
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("layers3:fp16", "not one of fp32, int8-dynamic, int8-static"),
+    ("heads:int8-dynamic", "not a compression step"),
+    ("ffn150", "not a compression step"),
+    ("layers3+layers2", "twice"),
+    ("layers0", "not a compression step"),
+])
+def test_parse_candidate_rejects_bad_specs(spec, message):
+    with pytest.raises(BertcError, match=message):
+        parse_candidate(spec, "cpu")
+
+
+def test_check_candidates_rejects_steps_the_model_cannot_take():
+    with pytest.raises(BertcError, match="layers6.*6 layers.*heads12.*12 heads"):
+        check_candidates([parse_candidate("layers6", "cpu"), parse_candidate("heads12", "cpu")], MINILM)
+    check_candidates([parse_candidate("layers3+heads8+ffn50", "cpu")], MINILM)
+
+
+def test_presets_for_minilm_and_for_cuda():
+    quick = specs(preset_candidates("quick", MINILM, "cpu"))
+    assert quick == ["base:int8-dynamic", "layers3:int8-dynamic", "heads8:int8-dynamic", "ffn50:int8-dynamic"]
+    full = specs(preset_candidates("full", MINILM, "cpu"))
+    for spec in ("layers4:int8-dynamic", "layers3+ffn50:int8-dynamic", "heads6:int8-dynamic", "base:int8-static"):
+        assert spec in full
+    assert all(s.endswith(":fp16") for s in specs(preset_candidates("full", MINILM, "cuda")))
+    tiny = specs(preset_candidates("quick", Shape(layers=2, heads=4, ffn=64, hidden=32, head_dim=8), "cpu"))
+    assert tiny == ["base:int8-dynamic", "layers1:int8-dynamic", "heads3:int8-dynamic", "ffn50:int8-dynamic"]
+
+
+def test_expected_cost_and_order():
+    assert relative_cost(MINILM, (), SEQ) == pytest.approx(1.0)
+    costs = [relative_cost(MINILM, parse_candidate(s, "cpu").steps, SEQ)
+             for s in ("heads8", "ffn50", "layers4", "layers3", "layers3+ffn50")]
+    assert costs == sorted(costs, reverse=True) and costs[-1] < 0.5
+    assert expected_speedup(parse_candidate("base", "cpu"), MINILM, SEQ, "cpu") == pytest.approx(4.4)
+    ordered = specs(order_candidates(preset_candidates("full", MINILM, "cpu"), MINILM, SEQ, "cpu"))
+    assert ordered[0] == "base:int8-dynamic"  # the standard recipe first: cheap, and every report compares with it
+    assert ordered[1] == "layers3+ffn50:int8-dynamic"
+    assert ordered.index("layers3:int8-dynamic") < ordered.index("layers4:int8-dynamic") < \
+        ordered.index("heads8:int8-dynamic")
+    assert ordered.index("layers3:int8-dynamic") < ordered.index("layers3:int8-static")
+
+
+def test_a_step_that_misses_the_budget_stops_its_chain_and_everything_more_compressed():
+    search = Search(MINILM, SEQ, "cpu", max_accuracy_drop=1.0)
+    layers3, heads8 = parse_candidate("layers3", "cpu"), parse_candidate("heads8", "cpu")
+    assert search.record_node("heads8", heads8.steps, 0.4)  # within budget: the chain goes on
+    assert not search.record_node("layers3", layers3.steps, 2.5)
+    for spec in ("layers3+ffn50", "layers3:int8-static", "layers3+heads6+ffn50"):
+        assert "early stop" in search.skip_reason(parse_candidate(spec, "cpu"))
+    assert "already loses 2.50 points" in search.skip_reason(parse_candidate("layers3+ffn50", "cpu"))
+    assert "at least as compressed as layers3" in search.skip_reason(parse_candidate("layers2", "cpu"))
+    for spec in ("layers4", "heads6", "ffn50", "base"):  # not dominated: still worth trying
+        assert search.skip_reason(parse_candidate(spec, "cpu")) is None
+
+
+def test_once_a_candidate_meets_the_budget_clearly_slower_ones_are_skipped_unless_exhaustive():
+    search = Search(MINILM, SEQ, "cpu", max_accuracy_drop=1.0)
+    search.record_final(parse_candidate("layers3", "cpu"), drop_points=1.5)  # over budget: proves nothing
+    assert search.skip_reason(parse_candidate("heads8", "cpu")) is None
+    search.record_final(parse_candidate("layers3", "cpu"), drop_points=0.8)
+    assert "not needed" in search.skip_reason(parse_candidate("heads8", "cpu"))
+    assert search.skip_reason(parse_candidate("layers3+ffn50", "cpu")) is None  # expected faster: still tried
+    exhaustive = Search(MINILM, SEQ, "cpu", max_accuracy_drop=1.0, exhaustive=True)
+    exhaustive.record_final(parse_candidate("layers3", "cpu"), drop_points=0.0)
+    assert exhaustive.skip_reason(parse_candidate("heads8", "cpu")) is None
+
+
+def test_time_budget_and_measured_corrections():
+    costs = CostModel(train_rate=35.0, infer_rate=120.0, selection_samples=500)
+    finetune = costs.finetune(4000, 1.0)
+    assert 4000 / 35 < finetune < 4000 / 35 + 60
+    assert costs.distill(4000, 0.5, 1.0) < costs.finetune(4000, 1.0)  # a half-depth student trains faster
+    assert costs.quantize(1.0, static=True) > costs.quantize(1.0)
+    costs.correct("finetune", estimated=finetune, actual=2 * finetune)  # the machine is twice as slow as measured
+    assert costs.distill(4000, 0.5, 1.0) == pytest.approx(2 * CostModel(35.0, 120.0, 500).distill(4000, 0.5, 1.0))
+    assert costs.export(1.0) == pytest.approx(CostModel(35.0, 120.0, 500).export(1.0))  # other groups unchanged
+    costs.correct("export", estimated=10, actual=1000)
+    assert costs.corrections["convert"] == 4.0  # one odd stage cannot blow up every later estimate
+    assert time_reason(need=300, wrap_up=100, left=500) is None
+    assert "needs about 5.0 min plus 1.7 min" in time_reason(need=300, wrap_up=100, left=350)
+
+
+def results(variants: list[tuple[str, float, float]]) -> dict:
+    """Bench results of (name, accuracy, p50 ms) at batch 1 with real lengths; the first is the baseline."""
+    return {"baseline": variants[0][0], "settings": [{"batch_size": 1, "seq_len": "real"}],
+            "variants": [{"name": n, "path": f"/runs/{n}", "accuracy": a,
+                          "latency": [{"batch_size": 1, "seq_len": "real", "p50_ms": p}]} for n, a, p in variants]}
+
+
+def test_choose_the_fastest_within_the_budget():
+    bench = results([("finetune", 0.90, 20.0), ("base-int8", 0.897, 5.0), ("layers3-int8", 0.885, 2.5),
+                     ("layers3+ffn50-int8", 0.86, 1.8)])
+    choice = choose(bench, max_accuracy_drop=1.0)
+    assert choice["winner"]["name"] == "base-int8" and not choice["shipped_baseline"]
+    assert choice["winner"]["speedup"] == pytest.approx(4.0)
+    assert choose(bench, max_accuracy_drop=2.0)["winner"]["name"] == "layers3-int8"
+    over = {r["name"]: r["within_budget"] for r in choice["rows"]}
+    assert over == {"finetune": True, "base-int8": True, "layers3-int8": False, "layers3+ffn50-int8": False}
+
+
+def test_choose_with_a_latency_budget_takes_the_most_accurate_model_that_meets_it():
+    bench = results([("finetune", 0.90, 20.0), ("a", 0.899, 6.0), ("b", 0.895, 4.0), ("c", 0.894, 3.0)])
+    assert choose(bench, 1.0, latency_budget_ms=4.5)["winner"]["name"] == "b"
+    missed = choose(bench, 1.0, latency_budget_ms=1.0)
+    assert missed["winner"]["name"] == "c" and "meets the 1 ms latency budget" in missed["text"]
+
+
+def test_nothing_beats_the_baseline_ships_the_baseline():
+    bench = results([("finetune", 0.90, 5.0), ("slow", 0.90, 6.0), ("inaccurate", 0.80, 1.0)])
+    choice = choose(bench, max_accuracy_drop=1.0)
+    assert choice["shipped_baseline"] and choice["winner"]["name"] == "finetune"
+    assert choice["text"].startswith("Nothing beats the fine-tuned baseline finetune")
