@@ -673,6 +673,10 @@ def optimize_cmd(
     test_samples: Annotated[int | None, typer.Option(help="Use only the first N rows of --test.")] = None,
     finetune_samples: Annotated[int | None, typer.Option(help="Training rows for fine-tuning.")] = None,
     finetune_epochs: Annotated[float | None, typer.Option(help="Fine-tuning epochs.")] = None,
+    distill_samples: Annotated[int | None, typer.Option(
+        help="Training rows the fine-tuned model labels for each shallower student.")] = None,
+    recover_samples: Annotated[int | None, typer.Option(
+        help="Training rows for recovery after head or FFN pruning.")] = None,
     text_column: TextColumn = None,
     text_pair_column: PairColumn = None,
     label_column: LabelColumn = None,
@@ -694,7 +698,8 @@ def optimize_cmd(
         time_budget=parse_duration(time_budget), preset=preset,
         candidates=tuple(c.strip() for c in (candidates or "").split(",") if c.strip()),
         selection_samples=selection_samples, test_samples=test_samples, finetune_samples=finetune_samples,
-        finetune_epochs=finetune_epochs, text_column=text_column, text_pair_column=text_pair_column,
+        finetune_epochs=finetune_epochs, distill_samples=distill_samples, recover_samples=recover_samples,
+        text_column=text_column, text_pair_column=text_pair_column,
         label_column=label_column, exhaustive=exhaustive, seed=seed)
     optimize(config, out, resume=resume, overwrite=overwrite)
 
