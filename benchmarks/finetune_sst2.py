@@ -143,7 +143,7 @@ def main() -> None:
         for name, value in medians.items():
             print(f"  {name:<22} {value:6.1f}")
         print(f"  bertc / plain loop: {summary['bertc_vs_plain_loop']:.2f}x (random batches), "
-              f"{summary["bertc_grouped_vs_plain_loop"]:.2f}x (length-grouped, --group-by-length)")
+              f"{summary['bertc_grouped_vs_plain_loop']:.2f}x (length-grouped, --group-by-length)")
     print(f"wrote {args.out}")
 
 
