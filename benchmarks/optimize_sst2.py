@@ -1,8 +1,9 @@
 """`bertc optimize` on MiniLM-L6 and real SST-2, then the quality bar of issue 7 measured side by side.
 
 Runs the library function behind `bertc optimize` (the same code as the CLI) on the embedded all-MiniLM-L6-v2 with
-SST-2 (``train.tsv`` to train, the first 500 rows of ``validation.tsv`` to choose, ``test.tsv`` for the final
-accuracy), CPU target. Then it benches, in one interleaved run on ``test.tsv`` sentences at batch 1:
+SST-2 (``train.tsv`` to train, the first rows of ``validation.tsv`` to choose: 2,000 in the full preset, 500 in
+the quick one; ``test.tsv`` for the final accuracy), CPU target. Then it benches, in one interleaved run on
+``test.tsv`` sentences at batch 1:
 
     finetune            the fine-tuned model, PyTorch fp32 eager (the baseline)
     base-int8-dynamic   the standard recipe: the unpruned model exported, ORT-optimized, dynamically int8-quantized
