@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bertc.data.augment import AugmentConfig, augment
 from bertc.data.clean import CleaningReport, clean
-from bertc.data.load import Columns, TextDataset, read_dataset, resolve_split
+from bertc.data.load import Columns, TextDataset, find_split_file, read_dataset, resolve_split
 from bertc.data.split import stratified_split
 from bertc.errors import BertcError
 
@@ -75,8 +76,8 @@ def prepare_data(config: DataConfig) -> PreparedData:
         raise BertcError(f"{train.source} has a single class ({labels[0]!r}); a classifier needs at least two "
                          "labels in its training data")
     eval_path = config.eval
-    if eval_path is None and _is_split_dir(config.train):
-        eval_path = config.train if _has_split(config.train, "validation") else None
+    if eval_path is None and Path(config.train).is_dir() and find_split_file(Path(config.train), "validation"):
+        eval_path = config.train
     if eval_path is not None:
         evaluation, cleaning = read_eval_data(eval_path, columns, "validation", config.clean,
                                               config.max_eval_samples)
@@ -98,16 +99,3 @@ def prepare_data(config: DataConfig) -> PreparedData:
     report["train_examples"], report["eval_examples"] = len(train), len(evaluation)
     return PreparedData(train=train, eval=evaluation, labels=labels, report=report)
 
-
-def _is_split_dir(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).is_dir()
-
-
-def _has_split(path: str, split: str) -> bool:
-    from pathlib import Path
-
-    from bertc.data.load import find_split_file
-
-    return find_split_file(Path(path), split) is not None
