@@ -51,18 +51,33 @@ LabelColumn = Annotated[str | None, typer.Option(help="Label column (auto-detect
 
 
 def data_config(train, eval_, text_column, text_pair_column, label_column, max_train_samples, max_eval_samples,
-                val_fraction, no_clean, augment, augment_factor, augment_probability, seed):
+                val_fraction, no_clean, augment, augment_factor, augment_probability, seed, cls=None):
+    """The data options of a training command as a DataConfig (or ``cls``: prune/distill's TaskData)."""
     from bertc.data import DataConfig
     from bertc.data.augment import AugmentConfig
 
     strategies = tuple(s.strip() for s in augment.split(",") if s.strip()) if augment else ()
-    return DataConfig(
+    return (cls or DataConfig)(
         train=train, eval=eval_, text_column=text_column, text_pair_column=text_pair_column,
         label_column=label_column, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
         val_fraction=val_fraction, clean=not no_clean,
         augment=AugmentConfig(strategies=strategies, factor=augment_factor, probability=augment_probability,
                               seed=seed),
         seed=seed)
+
+
+def train_config(**options):
+    """A TrainConfig from command options; closed choices are checked against the config's own Literal types."""
+    from typing import get_args
+
+    from bertc.finetune import TrainConfig
+    from bertc.finetune import config as train_types
+
+    for name, choices in (("optimizer", train_types.Optimizer), ("schedule", train_types.Schedule),
+                          ("precision", train_types.Precision), ("device", train_types.Device)):
+        if name in options:
+            check_choice(f"--{name}", options[name], get_args(choices))
+    return TrainConfig(**options)
 
 
 @command
@@ -113,18 +128,14 @@ def finetune_cmd(
     overwrite: Overwrite = False,
 ):
     """Fine-tune a BERT-family encoder on labelled text."""
-    from bertc.finetune import FinetuneConfig, TrainConfig, finetune
+    from bertc.finetune import FinetuneConfig, finetune
 
-    check_choice("--optimizer", optimizer, ("adamw", "adam", "sgd", "adafactor"))
-    check_choice("--schedule", schedule, ("linear", "cosine", "constant", "polynomial", "exponential"))
-    check_choice("--precision", precision, ("fp32", "bf16", "fp16"))
-    check_choice("--device", device, ("auto", "cpu", "cuda"))
     config = FinetuneConfig(
         model=model, trust_remote_code=trust_remote_code,
         data=data_config(train, eval_, text_column, text_pair_column, label_column, max_train_samples,
                          max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability,
                          seed),
-        train=TrainConfig(
+        train=train_config(
             optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
             max_grad_norm=max_grad_norm, schedule=schedule, warmup=warmup, poly_power=poly_power,
             exp_final_factor=exp_final_factor, layer_lr_decay=layer_lr_decay, batch_size=batch_size,
@@ -333,31 +344,6 @@ SaveSteps = Annotated[int, typer.Option(help="Checkpoint every N steps (for --re
 LoggingSteps = Annotated[int, typer.Option(help="Log every N steps.")]
 
 
-def task_data(train, eval_, text_column, text_pair_column, label_column, max_train_samples, max_eval_samples,
-              val_fraction, no_clean, augment, augment_factor, augment_probability, seed):
-    from bertc.compress.options import TaskData
-    from bertc.data.augment import AugmentConfig
-
-    strategies = tuple(s.strip() for s in augment.split(",") if s.strip()) if augment else ()
-    return TaskData(train=train, eval=eval_, text_column=text_column, text_pair_column=text_pair_column,
-                    label_column=label_column, max_train_samples=max_train_samples,
-                    max_eval_samples=max_eval_samples, val_fraction=val_fraction, clean=not no_clean,
-                    augment=AugmentConfig(strategies=strategies, factor=augment_factor,
-                                          probability=augment_probability, seed=seed),
-                    seed=seed)
-
-
-def train_config(optimizer, schedule, precision, device, **options):
-    from bertc.finetune import TrainConfig
-
-    check_choice("--optimizer", optimizer, ("adamw", "adam", "sgd", "adafactor"))
-    check_choice("--schedule", schedule, ("linear", "cosine", "constant", "polynomial", "exponential"))
-    check_choice("--precision", precision, ("fp32", "bf16", "fp16"))
-    check_choice("--device", device, ("auto", "cpu", "cuda"))
-    return TrainConfig(optimizer=optimizer, schedule=schedule, precision=precision, device=device,
-                       **options)
-
-
 def distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight):
     from bertc.compress.options import DistillLoss
 
@@ -473,6 +459,7 @@ def prune_cmd(
     overwrite: Overwrite = False,
 ):
     """Structurally prune heads, layers and FFN neurons by importance; optionally recover by training."""
+    from bertc.compress.options import TaskData
     from bertc.compress.prune import PruneConfig, prune
 
     check_choice("--layer-strategy", layer_strategy, ("importance", "top", "alternate"))
@@ -481,7 +468,8 @@ def prune_cmd(
     recover = None
     if recover_epochs is not None or recover_steps is not None:
         recover = train_config(
-            optimizer, schedule, precision, device, lr=lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+            optimizer=optimizer, schedule=schedule, precision=precision, device=device, lr=lr,
+            weight_decay=weight_decay, max_grad_norm=max_grad_norm,
             warmup=warmup, layer_lr_decay=layer_lr_decay, batch_size=batch_size, eval_batch_size=eval_batch_size,
             grad_accum=grad_accum, epochs=recover_epochs if recover_epochs is not None else 1.0,
             max_steps=recover_steps, max_length=max_length, seed=seed, eval_steps=eval_steps,
@@ -490,8 +478,9 @@ def prune_cmd(
         heads=heads, heads_global=global_count, heads_global_ratio=global_ratio, layers=layers,
         drop_layers=int_list("--drop-layers", drop_layers), layer_strategy=layer_strategy, ffn=ffn,
         ffn_size=ffn_size, importance=importance, importance_samples=importance_samples, iterative=iterative,
-        data=task_data(data, eval_, text_column, text_pair_column, label_column, max_train_samples,
-                       max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed),
+        data=data_config(data, eval_, text_column, text_pair_column, label_column, max_train_samples,
+                         max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed,
+                         TaskData),
         recover=recover, distill=distill,
         distill_loss=distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight))
     show_compression(prune(artifact, config, out, overwrite=overwrite))
@@ -548,16 +537,19 @@ def distill_cmd(
 ):
     """Distil a teacher artifact into a smaller student (soft labels, optionally hidden states and attention)."""
     from bertc.compress.distill import DistillConfig, distill
+    from bertc.compress.options import TaskData
 
     layer_list = int_list("--student-layers", student_layers)
     count = layer_list[0] if student is None and len(layer_list) == 1 and "," not in student_layers else None
     config = DistillConfig(
         student=student, student_layers=count, layer_map=None if count is not None else (layer_list or None),
-        data=task_data(train, eval_, text_column, text_pair_column, label_column, max_train_samples,
-                       max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed),
+        data=data_config(train, eval_, text_column, text_pair_column, label_column, max_train_samples,
+                         max_eval_samples, val_fraction, no_clean, augment, augment_factor, augment_probability, seed,
+                         TaskData),
         loss=distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight),
         train=train_config(
-            optimizer, schedule, precision, device, lr=lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+            optimizer=optimizer, schedule=schedule, precision=precision, device=device, lr=lr,
+            weight_decay=weight_decay, max_grad_norm=max_grad_norm,
             warmup=warmup, layer_lr_decay=layer_lr_decay, batch_size=batch_size, eval_batch_size=eval_batch_size,
             grad_accum=grad_accum, epochs=epochs, max_steps=max_steps, max_length=max_length, seed=seed,
             eval_steps=eval_steps, early_stopping_patience=early_stopping_patience, save_steps=save_steps,
