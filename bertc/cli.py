@@ -679,7 +679,8 @@ def optimize_cmd(
     overwrite: Overwrite = False,
 ):
     """From labelled data to the fastest model within an accuracy budget: search, bench, report, ship DIR/best."""
-    from bertc.optimize.optimize import OptimizeConfig, optimize, parse_duration, parse_number
+    from bertc.optimize import OptimizeConfig, optimize
+    from bertc.optimize.config import parse_duration, parse_number
 
     check_choice("--target", target, ("cpu", "cuda"))
     check_choice("--preset", preset, ("quick", "full"))

@@ -11,7 +11,7 @@ winner the same way::
     baseline = "finetune"                 # a stage name, or the path of an artifact made elsewhere
     candidates = ["base-int8-dynamic", "layers3-int8-dynamic"]
 
-    [select]                              # bertc.optimize.optimize.SelectConfig
+    [select]                              # bertc.optimize.config.SelectConfig
     max_accuracy_drop = 1.0
 
     [bench]                               # bertc.bench.bench.BenchConfig
@@ -57,7 +57,7 @@ class Recipe:
     stages: list[RecipeStage]
     baseline: str  # the fine-tuned model: a stage name or an artifact path
     candidates: list[str]  # stage names of the deployables measured side by side with the baseline
-    select: Any  # bertc.optimize.optimize.SelectConfig
+    select: Any  # bertc.optimize.config.SelectConfig
     bench: Any  # bertc.bench.bench.BenchConfig
     target: str = "cpu"
     notes: list[str] = field(default_factory=list)  # comments: what was tried and not kept, and why
@@ -175,7 +175,7 @@ def loads(text: str) -> dict:
 def read_recipe(path: Path | str) -> Recipe:
     """A recipe file, checked: every stage's config is rebuilt (and validated) before anything runs."""
     from bertc.bench.bench import BenchConfig
-    from bertc.optimize.optimize import SelectConfig
+    from bertc.optimize.config import SelectConfig
 
     path = Path(path)
     if not path.is_file():
@@ -309,7 +309,9 @@ def run_recipe(path: Path | str, out: Path | str, *, resume: bool = False, overw
 
     from bertc.artifact import is_artifact
     from bertc.console import console, write_json
-    from bertc.optimize.optimize import STATE_FILE, check_out_dir, finish_run, start_out_dir
+    from bertc.optimize.config import STATE_FILE
+    from bertc.optimize.finish import finish_run
+    from bertc.optimize.optimize import check_out_dir, start_out_dir
 
     path, out = Path(path), Path(out).absolute()
     recipe = read_recipe(path)

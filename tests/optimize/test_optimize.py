@@ -17,7 +17,7 @@ from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.inference import predict
 from bertc.optimize import OptimizeConfig, optimize
-from bertc.optimize.optimize import parse_duration
+from bertc.optimize.config import parse_duration
 
 CANDIDATES = ("base:int8-dynamic", "layers1:int8-dynamic", "heads2:int8-dynamic")
 TEXTS = ["the movie was good", "a very boring and awful plot", "it is fine", "really great acting"]

@@ -16,7 +16,7 @@ from bertc.errors import BertcError
 from bertc.export.onnx import ExportConfig
 from bertc.export.quantize import DynamicQuantConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
 from bertc.finetune import FinetuneConfig, TrainConfig
-from bertc.optimize.optimize import SelectConfig
+from bertc.optimize.config import SelectConfig
 from bertc.optimize.recipe import (
     Recipe,
     RecipeStage,

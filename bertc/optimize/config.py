@@ -1,0 +1,165 @@
+"""The options of `bertc optimize`: its presets, the selection rules, and the checks on budgets given as text."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from bertc.errors import BertcError
+
+# The output directory: run state, the recipe it ran, the summary table and the side-by-side bench.
+STATE_FILE, RECIPE_FILE, SUMMARY_FILE, BENCH_FILE = "optimize.json", "recipe.toml", "summary.md", "bench.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    finetune_samples: int | None  # training rows for fine-tuning (None: all)
+    finetune_epochs: float
+    distill_samples: int  # training rows the teacher labels for a shallower student
+    recover_samples: int  # training rows for recovery after head/FFN pruning (distilled from the parent)
+    importance_samples: int
+    selection_samples: int  # rows of the eval data that choose the winner
+    bench_runs: int
+    batch_sizes: tuple[int, ...]
+    memory: bool
+    time_budget: float | None  # seconds
+
+
+PRESETS = {
+    # About 15 minutes on 2 CPU cores with MiniLM-L6 on SST-2 (the README's first command).
+    "quick": Preset(finetune_samples=4000, finetune_epochs=1.0, distill_samples=4000, recover_samples=2000,
+                    importance_samples=256, selection_samples=500, bench_runs=100, batch_sizes=(1,), memory=False,
+                    time_budget=15 * 60),
+    # The full search: the foundation's 16k-sample fine-tune, distillation on 32k samples (1.5-3 hours on 2 cores);
+    # 2,000 selection rows, since 500 (standard error about 1.6 points at 85%) cannot resolve a 1-point budget.
+    "full": Preset(finetune_samples=16000, finetune_epochs=1.0, distill_samples=32000, recover_samples=8000,
+                   importance_samples=512, selection_samples=2000, bench_runs=300, batch_sizes=(1, 8), memory=True,
+                   time_budget=None),
+}
+FINETUNE_LR, DISTILL_LR, RECOVER_LR = 8e-5, 8e-5, 5e-5
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    max_accuracy_drop: float = 1.0  # accuracy points the winner may lose against the fine-tuned model (selection)
+    latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet (then: most accurate)
+    test: str | None = None  # labelled data for the final accuracy (test.tsv); None: no final accuracy
+    test_samples: int | None = None  # use only the first N rows of the test data
+
+    def __post_init__(self):
+        problems = check_number("--max-accuracy-drop", self.max_accuracy_drop, minimum=0)
+        if self.latency_budget_ms is not None:
+            problems += check_number("--latency-budget-ms", self.latency_budget_ms, minimum=0, strict=True)
+        if self.test_samples is not None and self.test_samples < 1:
+            problems.append(f"--test-samples must be at least 1, got {self.test_samples}")
+        if problems:
+            raise BertcError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    train: str  # training data: a file, or a directory with train/validation/test files
+    eval: str | None = None  # selection data, of which the first --selection-samples rows are used (default: the
+    #                          directory's validation file)
+    test: str | None = None  # data for the final accuracy (default: the directory's test file, if any)
+    model: str | None = None  # pretrained model to fine-tune first (default: the embedded all-MiniLM-L6-v2)
+    start_from: str | None = None  # start from this fine-tuned artifact instead of fine-tuning (--from)
+    target: Literal["cpu", "cuda"] = "cpu"  # where the model will be served: cpu (int8) or cuda (fp16)
+    max_accuracy_drop: float = 1.0  # accuracy points the winner may lose against the fine-tuned model
+    latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet
+    time_budget: float | None = None  # seconds for the whole run (default: the preset's; quick has 15 minutes)
+    preset: Literal["quick", "full"] = "full"  # quick: about 15 minutes on 2 CPU cores; full: the whole search
+    candidates: tuple[str, ...] = ()  # candidates to try instead of the preset's, e.g. layers3+ffn50:int8-dynamic
+    selection_samples: int | None = None  # rows of the eval data that choose the winner (quick 500, full 2000)
+    test_samples: int | None = None  # use only the first N rows of the test data
+    finetune_samples: int | None = None  # training rows for fine-tuning (preset: quick 4000, full 16000)
+    finetune_epochs: float | None = None  # fine-tuning epochs (preset: 1)
+    distill_samples: int | None = None  # training rows for distillation to fewer layers (preset)
+    recover_samples: int | None = None  # training rows for recovery after head/FFN pruning (preset)
+    importance_samples: int | None = None  # rows used to score heads and neurons (preset)
+    lr: float | None = None  # fine-tuning learning rate (default 8e-5)
+    batch_size: int = 32  # training batch size
+    max_length: int = 128  # truncate texts to this many tokens
+    bench_runs: int | None = None  # timed batch-1 calls per variant in the final bench (preset)
+    text_column: str | None = None  # text column (auto-detected when omitted)
+    text_pair_column: str | None = None  # second text column for sentence-pair tasks
+    label_column: str | None = None  # label column (auto-detected when omitted)
+    exhaustive: bool = False  # build every candidate, also those a faster in-budget one makes pointless
+    seed: int = 42  # seed of every training stage
+
+    def __post_init__(self):
+        problems = check_number("--max-accuracy-drop", self.max_accuracy_drop, minimum=0)
+        if self.latency_budget_ms is not None:
+            problems += check_number("--latency-budget-ms", self.latency_budget_ms, minimum=0, strict=True)
+        if self.time_budget is not None:
+            problems += check_number("--time-budget (seconds)", self.time_budget, minimum=0, strict=True)
+        if self.target not in ("cpu", "cuda"):
+            problems.append(f"--target {self.target!r} is not one of cpu, cuda")
+        if self.preset not in PRESETS:
+            problems.append(f"--preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        if self.model is not None and self.start_from is not None:
+            problems.append("give --model (fine-tune it first) or --from (an artifact already fine-tuned), not both")
+        for name in ("selection_samples", "test_samples", "finetune_samples", "distill_samples", "recover_samples",
+                     "importance_samples", "bench_runs", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                problems.append(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+        for name in ("finetune_epochs", "lr"):
+            if getattr(self, name) is not None:
+                problems += check_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0, strict=True)
+        if problems:
+            raise BertcError("; ".join(problems))
+
+    def setting(self, name: str):
+        """An option, or the preset's value when it was not given."""
+        value = getattr(self, name, None)
+        return value if value is not None else getattr(PRESETS[self.preset], name)
+
+
+def check_number(flag: str, value, minimum: float, strict: bool = False) -> list[str]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return [f"{flag} must be a finite number, got {value!r}"]
+    if value < minimum or (strict and value == minimum):
+        return [f"{flag} must be {'above' if strict else 'at least'} {minimum:g}, got {value:g}"]
+    return []
+
+
+def parse_number(flag: str, text: str | None) -> float | None:
+    """A budget given on the command line: a finite number, checked here so the error is one line."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise BertcError(f"{flag} must be a number, got {text!r}") from None
+    problems = check_number(flag, value, minimum=0)
+    if problems:
+        raise BertcError(problems[0])
+    return value
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``30m``, ``1.5h``, ``900s``, ``1h30m`` or a bare number of minutes, in seconds."""
+    import re
+
+    if text is None:
+        return None
+    units = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+    cleaned = text.strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(s|sec|min|m|hr|h)?", cleaned)
+    rebuilt = "".join(f"{n}{u}" for n, u in parts)
+    if not parts or rebuilt != cleaned.replace(" ", "") or (len(parts) > 1 and not all(u for _, u in parts)):
+        raise BertcError(f"--time-budget must be a duration such as 30m, 1.5h, 900s or 1h30m, got {text!r}")
+    seconds = sum(float(n) * units[u or "m"] for n, u in parts)
+    if seconds <= 0:
+        raise BertcError(f"--time-budget must be above zero, got {text!r}")
+    return seconds
+
+
+def points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

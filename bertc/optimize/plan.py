@@ -1,0 +1,142 @@
+"""What `bertc optimize` checks and measures before any long work: the data plan and the machine's speed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertc.errors import BertcError
+from bertc.optimize.config import OptimizeConfig
+
+
+@dataclass
+class DataPlan:
+    train: str  # training file
+    selection: str  # eval file; its first selection_rows rows choose the winner
+    test: str | None  # final accuracy data
+    columns: object  # bertc.data.Columns
+    labels: list
+    train_rows: int
+    selection_rows: int
+    test_rows: int
+
+
+def plan_data(config: OptimizeConfig):
+    """Local data files, their label sets checked against each other; returns the plan and the selection slice."""
+    from bertc.artifact import read_manifest
+    from bertc.data import Columns, read_dataset, read_eval_data, resolve_split
+    from bertc.data.load import find_split_file
+
+    train, selection, test = Path(config.train), config.eval, config.test
+    if train.is_dir():
+        selection = selection or (str(found) if (found := find_split_file(train, "validation")) else None)
+        test = test or (str(found) if (found := find_split_file(train, "test")) else None)
+        train = Path(resolve_split(train, "train"))
+    for flag, path in (("--train", str(train)), ("--eval", selection), ("--test", test)):
+        if path is not None and not Path(path).is_file():
+            raise BertcError(f"{flag} {path} is not a data file; bertc optimize needs local labelled files "
+                             "(.tsv/.csv/.jsonl/.json/.parquet) or a --train directory of splits")
+    if selection is None:
+        raise BertcError(f"no selection data: pass --eval PATH (e.g. validation.tsv), or a --train directory with a "
+                         f"validation file ({train} has none)")
+    task = read_manifest(config.start_from)["task"] if config.start_from else {}
+    columns = Columns(config.text_column or task.get("text_column"),
+                      config.text_pair_column or task.get("text_pair_column"),
+                      config.label_column or task.get("label_column"))
+    sets = {}
+    for flag, path, split in (("--train", str(train), "train"), ("--eval", selection, "validation"),
+                              ("--test", test, "test")):
+        if path is not None:
+            dataset = read_dataset(path, columns, split=split)
+            sets[flag] = (sorted({str(label) for label in dataset.labels if label is not None}), len(dataset), path)
+    problems = [f"{flag} {path} has labels {labels}" for flag, (labels, _, path) in sets.items()
+                if labels != sets["--train"][0]]
+    if problems:
+        raise BertcError(f"the data sets have different label sets: --train {sets['--train'][2]} has labels "
+                         f"{sets['--train'][0]} but {'; '.join(problems)}. Pass train and eval data of one task")
+    if config.start_from:
+        known = sorted(str(label) for label in task.get("labels", []))
+        if known != sets["--train"][0]:
+            raise BertcError(f"--from {config.start_from} predicts labels {known} but the training data has "
+                             f"{sets['--train'][0]}; start from an artifact of this task")
+    sample, _ = read_eval_data(selection, columns, "validation", max_samples=config.setting("selection_samples"))
+    plan = DataPlan(train=str(train.resolve()), selection=str(Path(selection).resolve()),
+                    test=str(Path(test).resolve()) if test else None, columns=columns, labels=sets["--train"][0],
+                    train_rows=sets["--train"][1], selection_rows=len(sample),
+                    test_rows=min(sets["--test"][1], config.test_samples or sets["--test"][1]) if test else 0)
+    return plan, sample
+
+
+@dataclass
+class Probe:
+    shape: object  # bertc.optimize.search.Shape
+    train_rate: float  # training samples/s (forward + backward, with an allowance for the optimizer step)
+    infer_rate: float  # inference samples/s in PyTorch at batch 64
+    seq_len: int  # mean tokens per selection sentence
+
+
+def measure(config: OptimizeConfig, plan: DataPlan, sample) -> Probe:
+    """The model's shape and how fast this machine trains and runs it, measured on a few real batches."""
+    import torch
+
+    from bertc.artifact import load_artifact
+    from bertc.modeling import describe_model, load_pretrained_classifier
+    from bertc.optimize.search import Shape
+
+    if config.start_from:
+        artifact = load_artifact(config.start_from)
+        model, tokenizer = artifact.model, artifact.tokenizer
+    else:
+        model, tokenizer = load_pretrained_classifier(config.model, plan.labels)
+    info = describe_model(model)
+    shape = Shape(layers=info["num_layers"], heads=max(info["heads_per_layer"]), ffn=max(info["ffn_per_layer"]),
+                  hidden=info["hidden_size"], head_dim=info["head_size"])
+    device = "cuda" if config.target == "cuda" and torch.cuda.is_available() else "cpu"
+    model.to(device)
+
+    def batch(n: int):
+        texts = (sample.texts * (n // len(sample.texts) + 1))[:n]
+        pairs = (sample.pairs * (n // len(sample.pairs) + 1))[:n] if sample.pairs else None
+        encoded = tokenizer(texts, pairs, padding=True, truncation=True, max_length=config.max_length,
+                            return_tensors="pt")
+        return {k: v.to(device) for k, v in encoded.items()}
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(3):  # the first call warms up
+            begin = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - begin)
+        return min(times[1:])
+
+    lengths = tokenizer(sample.texts[:256], sample.pairs[:256] if sample.pairs else None, truncation=True,
+                        max_length=config.max_length)["input_ids"]
+    train_batch, labels = batch(config.batch_size), torch.zeros(config.batch_size, dtype=torch.long, device=device)
+
+    def step():
+        model(**train_batch, labels=labels).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    model.train()
+    train_seconds = timed(step)
+    model.eval()
+    infer_batch = batch(64)
+    with torch.inference_mode():
+        infer_seconds = timed(lambda: model(**infer_batch))
+    # The optimizer step, data loading, evaluation and checkpoints cost about a quarter on top.
+    return Probe(shape=shape, train_rate=0.75 * config.batch_size / train_seconds, infer_rate=64 / infer_seconds,
+                 seq_len=max(2, round(sum(map(len, lengths)) / max(1, len(lengths)))))
+
+
+def check_cuda() -> None:
+    import torch
+
+    from bertc.export.runtime import providers_for
+
+    if not torch.cuda.is_available():
+        raise BertcError("--target cuda needs a CUDA GPU for training and measuring, and this machine has none; "
+                         "use --target cpu, or run on a GPU machine")
+    providers_for("cuda")  # onnxruntime-gpu must be installed: it says how otherwise
