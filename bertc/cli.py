@@ -456,6 +456,8 @@ def prune_cmd(
     early_stopping_patience: Patience = None,
     save_steps: Annotated[int, typer.Option(help="Checkpoint recovery every N steps.")] = 100,
     logging_steps: LoggingSteps = 10,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: reload finished steps, resume recovery "
+                                              "from its last checkpoint.")] = False,
     overwrite: Overwrite = False,
 ):
     """Structurally prune heads, layers and FFN neurons by importance; optionally recover by training."""
@@ -483,7 +485,7 @@ def prune_cmd(
                          TaskData),
         recover=recover, distill=distill,
         distill_loss=distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight))
-    show_compression(prune(artifact, config, out, overwrite=overwrite))
+    show_compression(prune(artifact, config, out, overwrite=overwrite, resume=resume))
 
 
 @command
@@ -660,7 +662,8 @@ def optimize_cmd(
              "(quick: 15m, full: none).")] = None,
     preset: Annotated[str, typer.Option(help="quick (about 15 minutes on 2 CPU cores) or full.")] = "full",
     candidates: Annotated[str | None, typer.Option(
-        help="Candidates instead of the preset's, e.g. base:int8-dynamic,layers3+ffn50:int8-dynamic,heads8.")] = None,
+        help="Candidates instead of the preset's, e.g. layers3+ffn50:int8-dynamic,heads8 (the standard "
+        "recipe base:int8-dynamic is always added).")] = None,
     selection_samples: Annotated[int | None, typer.Option(help="Rows of --eval that choose the winner.")] = None,
     test_samples: Annotated[int | None, typer.Option(help="Use only the first N rows of --test.")] = None,
     finetune_samples: Annotated[int | None, typer.Option(help="Training rows for fine-tuning.")] = None,

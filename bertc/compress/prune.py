@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bertc.artifact import check_output, load_artifact, save_artifact
+from bertc.artifact import check_output, load_artifact, save_artifact, to_jsonable
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.compress.importance import ImportanceScores, compute_importance
 from bertc.compress.options import DistillLoss, TaskData
@@ -96,11 +97,16 @@ class PruneConfig:
                                            self.ffn, self.ffn_size)) or bool(self.drop_layers)
 
 
-def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: bool = False) -> Path:
-    """Prune the artifact ``src`` into a new artifact ``out`` (recovering between steps when asked)."""
+def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: bool = False,
+          resume: bool = False) -> Path:
+    """Prune the artifact ``src`` into a new artifact ``out`` (recovering between steps when asked).
+
+    Every step leaves a snapshot (the pruned model, then the recovered one) in the work directory beside ``out``,
+    so with ``resume`` an interrupted run reloads finished steps and continues recovery from its last checkpoint.
+    """
     from bertc.data import prepare_data
     from bertc.finetune.finetune import work_dir_for
-    from bertc.finetune.trainer import remove_work_dir, resolve_device
+    from bertc.finetune.trainer import CONFIG_FILE, remove_work_dir, resolve_device
 
     src, out = Path(src), check_output(out, overwrite)
     if out.absolute() == src.absolute():
@@ -136,30 +142,41 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     origins = list(range(len(heads0)))  # parent layer index of each current layer
     head_origins = [list(range(h)) for h in heads0]  # parent head index of each current head
     work_dir = work_dir_for(out)
-    remove_work_dir(work_dir)  # pruning has no --resume: leftovers of an interrupted run are stale
-    work_dir.mkdir(parents=True)
+    start_work_dir(work_dir, {"src": str(src.absolute()), "config": to_jsonable(config)}, resume)
     steps, logs = [], []
     for step in range(1, config.iterative + 1):
-        steps_left = config.iterative - step + 1
-        drops = layer_drops_needed(config, len(origins), steps_left)
-        scores = compute_importance(model, artifact.tokenizer, data.train if use_gradient else None, label2id,
-                                    samples=config.importance_samples, max_length=max_length,
-                                    seed=config.data.seed + step, layer_drops=drops)
-        kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
-        record = step_record(step, scores, kept, origins, head_origins)
-        origins = [origins[i] for i in kept["kept_layers"]]
-        head_origins = [[head_origins[i][h] for h in heads] for i, heads in zip(kept["kept_layers"],
-                                                                               kept["kept_heads"])]
-        record["shape_after"] = size_report(model, max_length)
-        if data is not None and len(data.eval):
-            record["eval_accuracy_after_pruning"] = evaluate_model(model, artifact.tokenizer, labels, data,
-                                                                   max_length, device)["accuracy"]
+        step_dir = work_dir / f"step-{step}"
+        if resume and (done := load_step(step_dir / "recovered", device)):
+            model, record, origins, head_origins = done
+            steps.append(record)
+            logs.append((step, step_dir / "recovery" / "train_log.jsonl"))
+            continue
+        if resume and (pruned := load_step(step_dir / "pruned", device)):
+            model, record, origins, head_origins = pruned
+        else:
+            steps_left = config.iterative - step + 1
+            drops = layer_drops_needed(config, len(origins), steps_left)
+            scores = compute_importance(model, artifact.tokenizer, data.train if use_gradient else None, label2id,
+                                        samples=config.importance_samples, max_length=max_length,
+                                        seed=config.data.seed + step, layer_drops=drops)
+            kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
+            record = step_record(step, scores, kept, origins, head_origins)
+            origins = [origins[i] for i in kept["kept_layers"]]
+            head_origins = [[head_origins[i][h] for h in heads] for i, heads in zip(kept["kept_layers"],
+                                                                                   kept["kept_heads"])]
+            record["shape_after"] = size_report(model, max_length)
+            if data is not None and len(data.eval):
+                record["eval_accuracy_after_pruning"] = evaluate_model(model, artifact.tokenizer, labels, data,
+                                                                       max_length, device)["accuracy"]
+            save_step(step_dir / "pruned", model, record, origins, head_origins)
         if config.recover is not None:
-            step_dir = work_dir / f"step-{step}"
-            result = recover(model, artifact.tokenizer, data, label2id, config, step_dir, teacher, origins)
+            recovery_dir = step_dir / "recovery"
+            result = recover(model, artifact.tokenizer, data, label2id, config, recovery_dir, teacher, origins,
+                             resume=resume and (recovery_dir / CONFIG_FILE).is_file())
             model = result.model
             record["recovery"] = result.metrics
             logs.append((step, result.log_file))
+            save_step(step_dir / "recovered", model, record, origins, head_origins)
         steps.append(record)
 
     after = size_report(model, max_length)
@@ -374,16 +391,67 @@ def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[i
 
 
 def recover(model, tokenizer, data, label2id: dict, config: PruneConfig, work_dir: Path, teacher,
-            origins: list[int]):
+            origins: list[int], resume: bool = False):
     """Fine-tune the pruned model, or distil the unpruned parent into it with ``--distill``."""
     if teacher is not None:
         from bertc.compress.distill import distill_model
 
         return distill_model(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
-                             layer_map=origins, work_dir=work_dir, description="recovery (distilling)")
+                             layer_map=origins, work_dir=work_dir, resume=resume,
+                             description="recovery (distilling)")
     from bertc.finetune.trainer import train_model
 
-    return train_model(model, tokenizer, data, label2id, config.recover, work_dir, description="recovery")
+    return train_model(model, tokenizer, data, label2id, config.recover, work_dir, resume=resume,
+                       description="recovery")
+
+
+# ---------------------------------------------------------------------------------------------- --resume
+
+RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
+
+
+def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
+    """Check an interrupted run's leftovers against this one; without ``resume`` they are an error, as in
+    `bertc finetune`, so a long recovery is never thrown away by accident."""
+    saved = work_dir / RUN_FILE
+    if resume:
+        if not saved.is_file():
+            raise BertcError(f"nothing to resume: {work_dir} holds no interrupted bertc prune run; drop --resume")
+        previous = json.loads(saved.read_text())
+        changed = sorted(k for k in set(previous["config"]) | set(run["config"])
+                         if previous["config"].get(k) != run["config"].get(k))
+        changed += ["the pruned artifact"] if previous["src"] != run["src"] else []
+        if changed:
+            raise BertcError(f"--resume with different options than the interrupted run ({', '.join(changed)}); "
+                             "repeat the original command with --resume")
+        return
+    if any(work_dir.glob(f"step-*/*/{STEP_FILE}")) or any(work_dir.glob("step-*/recovery/checkpoints/*")):
+        raise BertcError(f"an interrupted run left finished steps or checkpoints in {work_dir}; pass --resume to "
+                         "continue it, or delete that directory to start over")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    saved.write_text(json.dumps(run, indent=1) + "\n")
+
+
+def save_step(directory: Path, model, record: dict, origins: list[int], head_origins: list[list[int]]) -> None:
+    """A finished step: the model with its per-layer shapes, and what the step decided (in parent numbering)."""
+    from bertc.artifact import staging_dir
+
+    record_layer_shapes_(model)
+    with staging_dir(directory, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / STEP_FILE).write_text(json.dumps({"record": record, "origins": origins,
+                                                 "head_origins": head_origins}) + "\n")
+
+
+def load_step(directory: Path, device: str):
+    """(model, record, origins, head_origins) of a finished step, or None if it did not finish."""
+    from bertc.artifact import load_model
+
+    if not (directory / STEP_FILE).is_file():
+        return None
+    state = json.loads((directory / STEP_FILE).read_text())
+    return load_model(directory, device=device), state["record"], state["origins"], state["head_origins"]
 
 
 def evaluate_model(model, tokenizer, labels: list, data, max_length: int, device: str) -> dict:

@@ -75,7 +75,7 @@ def stage_kinds() -> dict[str, tuple[type, Any]]:
 
     return {
         "finetune": (FinetuneConfig, lambda src, config, out, resume: finetune(config, out, resume=resume)),
-        "prune": (PruneConfig, lambda src, config, out, resume: prune(src, config, out)),
+        "prune": (PruneConfig, lambda src, config, out, resume: prune(src, config, out, resume=resume)),
         "distill": (DistillConfig, lambda src, config, out, resume: distill(src, config, out, resume=resume)),
         "export": (ExportConfig, lambda src, config, out, resume: export(src, config, out)),
         "quantize": (QuantizeConfig, lambda src, config, out, resume: quantize(src, config, out)),
@@ -95,7 +95,7 @@ def run_stage(stage: RecipeStage, stages_dir: Path, inputs: dict[str, Path], res
     if stage.kind != "finetune":
         source = inputs.get(stage.input) if stage.input in inputs else Path(stage.input)
     runner = stage_kinds()[stage.kind][1]
-    interrupted = resume and stage.kind in ("finetune", "distill") and work_dir_for(out).is_dir()
+    interrupted = resume and stage.kind in ("finetune", "distill", "prune") and work_dir_for(out).is_dir()
     return Path(runner(source, stage.config, out, interrupted))
 
 

@@ -1,5 +1,8 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -240,3 +243,67 @@ def test_cli_prunes(tiny_artifact, tmp_path):
     manifest = read_manifest(tmp_path / "p")
     assert sum(manifest["model"]["heads_per_layer"]) == 5 and manifest["model"]["ffn_per_layer"] == [40, 40]
     assert manifest["config"]["heads_global"] == 5 and manifest["compression"]["importance"] == "magnitude"
+
+
+PRUNE_KILLER = """
+import os, signal, sys
+import bertc.finetune.trainer as trainer
+calls = {"n": 0}
+original = trainer.BertcTrainer.training_step
+def training_step(self, *args, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == 11:  # step 1 recovers for 6 steps; die in step 2's recovery, after its checkpoint-3
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+trainer.BertcTrainer.training_step = training_step
+from bertc.cli import app
+app(sys.argv[1:])
+"""
+
+
+def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact, tmp_path):
+    from safetensors.torch import load_file
+
+    from bertc.finetune.finetune import work_dir_for
+    from tests.conftest import REPO
+
+    def args(out):
+        return ["prune", str(tiny_artifact), "--out", str(out), "--heads", "2", "--ffn", "0.5", "--iterative", "2",
+                "--importance-samples", "32", "--distill", "--recover-steps", "6", "--save-steps", "3",
+                "--batch-size", "16", "--max-length", "32", "--device", "cpu"]
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = tmp_path / "killed"
+    run = subprocess.run([sys.executable, "-c", PRUNE_KILLER, *args(killed)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == -9, run.stderr[-2000:]
+    work = work_dir_for(killed)
+    assert not killed.exists() and (work / "step-1" / "recovered").is_dir()
+    assert (work / "step-2" / "pruned").is_dir() and not (work / "step-2" / "recovered").exists()
+
+    again = subprocess.run([sys.executable, "-m", "bertc.cli", *args(killed)], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    changed = subprocess.run([sys.executable, "-m", "bertc.cli", *args(killed), "--heads", "3", "--resume"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2 and "different options" in changed.stderr
+
+    resumed = subprocess.run([sys.executable, "-m", "bertc.cli", *args(killed), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not work.exists()
+    steps = read_manifest(killed)["metrics"]["steps"]
+    assert steps[0]["recovery"]["resumed_from"] is None
+    assert steps[1]["recovery"]["resumed_from"].endswith("checkpoint-3")
+
+    straight = tmp_path / "straight"
+    subprocess.run([sys.executable, "-m", "bertc.cli", *args(straight)], env=env, check=True, capture_output=True,
+                   timeout=300)
+    a, b = load_file(killed / "model.safetensors"), load_file(straight / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    assert (json.loads((killed / IMPORTANCE_FILE).read_text())["steps"]
+            == json.loads((straight / IMPORTANCE_FILE).read_text())["steps"])
+    log = [json.loads(line) for line in (killed / "train_log.jsonl").read_text().splitlines()]
+    assert {record["prune_step"] for record in log} == {1, 2}
