@@ -70,7 +70,7 @@ class OptimizeConfig:
     latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet
     time_budget: float | None = None  # seconds for the whole run (default: the preset's; quick has 15 minutes)
     preset: Literal["quick", "full"] = "full"  # quick: about 15 minutes on 2 CPU cores; full: the whole search
-    candidates: tuple[str, ...] = ()  # candidates to try instead of the preset's, e.g. layers3+ffn50:int8-dynamic
+    candidates: tuple[str, ...] = ()  # instead of the preset's, e.g. layers3+ffn50:int8-dynamic (+ the standard recipe)
     selection_samples: int | None = None  # rows of the eval data that choose the winner (quick 500, full 2000)
     test_samples: int | None = None  # use only the first N rows of the test data
     finetune_samples: int | None = None  # training rows for fine-tuning (preset: quick 4000, full 16000)

@@ -131,6 +131,9 @@ class Run:
         candidates = [parse_candidate(spec, config.target) for spec in config.candidates]
         probe = measure(config, plan, sample)
         candidates = candidates or preset_candidates(config.preset, probe.shape, config.target)
+        standard = parse_candidate("base:" + ("int8-dynamic" if config.target == "cpu" else "fp16"), config.target)
+        if standard not in candidates:  # every report compares with the standard recipe
+            candidates.insert(0, standard)
         check_candidates(candidates, probe.shape)
         run = cls(config, out, plan, probe, candidates, {"nodes": {}}, resume, started)
         budget = config.setting("time_budget")
