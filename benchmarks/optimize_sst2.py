@@ -17,7 +17,9 @@ it in PyTorch fp32 eager and at least 1.8x faster than the standard recipe.
     python benchmarks/optimize_sst2.py                      # --preset full: 1.5-3 hours on 2 cores
     python benchmarks/optimize_sst2.py --preset quick       # the README's quick command, about 15 minutes
     python benchmarks/optimize_sst2.py --from DIR           # start from a fine-tuned artifact (no fine-tuning)
+    python benchmarks/optimize_sst2.py --candidates base:int8-dynamic layers3+ffn50:int8-dynamic
     python benchmarks/optimize_sst2.py --reuse              # resume / re-measure the run in --work
+    python benchmarks/optimize_sst2.py --bar-only           # only re-measure the quality bar of the last run
     python benchmarks/optimize_sst2.py --quick              # smoke test with tiny sample counts, about 2 minutes
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+if "--bar-only" in sys.argv:  # only measuring, as `bertc bench` does: PyTorch's OpenMP threads must not busy-wait
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # between variants (set before torch loads)
 
 from bertc.bench.bench import BenchConfig, bench  # noqa: E402
 from bertc.bench.report import reference_setting, row_at  # noqa: E402
@@ -46,7 +51,8 @@ def config_for(args) -> OptimizeConfig:
     options = dict(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"), test=str(SST2 / "test.tsv"),
                    preset=args.preset, start_from=str(args.start_from) if args.start_from else None,
                    max_accuracy_drop=args.max_accuracy_drop, time_budget=args.time_budget * 60 if args.time_budget
-                   else None, exhaustive=args.exhaustive, distill_samples=args.distill_samples)
+                   else None, exhaustive=args.exhaustive, distill_samples=args.distill_samples,
+                   candidates=tuple(args.candidates))
     if args.quick:  # every stage runs, on a few dozen samples: a smoke test whose numbers mean nothing
         options.update(preset="quick", candidates=("base:int8-dynamic", "layers3:int8-dynamic"), finetune_samples=256,
                        distill_samples=96, selection_samples=64, test_samples=128, bench_runs=20, max_length=64,
@@ -100,9 +106,13 @@ def main() -> None:
     parser.add_argument("--distill-samples", type=int, default=None, help="rows for each shallower student "
                         "(default: the preset's; compress_sst2 measured layers3 at -1.83 points with 32k, -1.15 "
                         "with 60k)")
+    parser.add_argument("--candidates", nargs="+", default=[], help="candidates instead of the preset's, e.g. "
+                        "base:int8-dynamic layers4+heads8+ffn50:int8-dynamic (name the standard recipe too)")
     parser.add_argument("--runs", type=int, default=300, help="timed batch-1 calls per variant for the bar")
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny sample counts, about 2 minutes")
+    parser.add_argument("--bar-only", action="store_true", help="re-measure the quality bar (fine-tuned, standard "
+                        "recipe, winner) of the run recorded in --out, in a fresh process, without re-running optimize")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default benchmarks/results/...)")
     args = parser.parse_args()
     if not (SST2 / "test.tsv").is_file():
@@ -112,20 +122,29 @@ def main() -> None:
     name = "optimize_sst2_smoke" if args.quick else f"optimize_sst2_{args.preset}"
     args.out = args.out or REPO / "benchmarks" / "results" / f"{name}.json"
 
-    with tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch) / "run" if args.quick else args.work
-        started = time.perf_counter()
-        summary = optimize(config_for(args), work, resume=args.reuse, overwrite=args.overwrite)
-        optimize_seconds = time.perf_counter() - started
-        measured = quality_bar(work, summary, args)
-    result = {"optimize_seconds": round(optimize_seconds, 1), "quality_bar": BAR, "measured": measured,
-              "summary": {k: summary[k] for k in ("winner", "shipped_baseline", "text", "rows", "searched")},
-              "work": str(work), "quick": args.quick, "environment": environment(),
-              "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    if args.bar_only:
+        previous = json.loads(args.out.read_text())
+        work, summary = Path(previous["work"]), previous["summary"]
+        result = {**previous, "measured": quality_bar(work, summary, args), "environment": environment(),
+                  "remeasured": {"options": options_record(args), "previous_measured": previous["measured"]}}
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch) / "run" if args.quick else args.work
+            started = time.perf_counter()
+            summary = optimize(config_for(args), work, resume=args.reuse, overwrite=args.overwrite)
+            optimize_seconds = time.perf_counter() - started
+            measured = quality_bar(work, summary, args)
+        result = {"optimize_seconds": round(optimize_seconds, 1), "quality_bar": BAR, "measured": measured,
+                  "summary": {k: summary[k] for k in ("winner", "shipped_baseline", "text", "rows", "searched")},
+                  "work": str(work), "quick": args.quick, "environment": environment(), "options": options_record(args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_result(result)
     print(f"wrote {args.out}")
+
+
+def options_record(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 def print_result(result: dict) -> None:
