@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -35,8 +34,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-if "--bar-only" in sys.argv:  # only measuring, as `bertc bench` does: PyTorch's OpenMP threads must not busy-wait
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # between variants (set before torch loads)
 
 from bertc.bench.bench import BenchConfig, bench  # noqa: E402
 from bertc.bench.report import reference_setting, row_at  # noqa: E402

@@ -272,10 +272,6 @@ def bench_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ):
     """Latency, throughput, memory, size and accuracy of every variant, measured side by side."""
-    import os
-
-    # PyTorch's OpenMP threads must not busy-wait between calls while other variants run (set before torch loads).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from bertc.bench.bench import BenchConfig, bench, parse_int_list, parse_seq_lens
     from bertc.bench.report import console_tables
     from bertc.console import console
