@@ -155,8 +155,10 @@ def print_result(result: dict) -> None:
     def show(value, fmt):
         return "-" if value is None else format(value, fmt)
 
-    print(f"winner vs fine-tuned on test.tsv: {show(measured['winner_drop_points'], '+.2f')} points lost "
-          f"(bar <= {BAR['max_drop_points']}): {'PASS' if measured['passes']['accuracy'] else 'FAIL'}")
+    drop = measured["winner_drop_points"]
+    change = "-" if drop is None else f"{abs(drop):.2f} points {'lost' if drop > 0 else 'gained'}"
+    print(f"winner vs fine-tuned on test.tsv: {change} (bar: at most {BAR['max_drop_points']} lost): "
+          f"{'PASS' if measured['passes']['accuracy'] else 'FAIL'}")
     print(f"speedup vs PyTorch fp32 eager: {show(measured['speedup_vs_pytorch'], '.2f')}x "
           f"(bar >= {BAR['min_speedup_vs_pytorch']}x): {'PASS' if measured['passes']['vs_pytorch'] else 'FAIL'}")
     print(f"speedup vs the standard recipe: {show(measured['speedup_vs_standard'], '.2f')}x "
