@@ -14,7 +14,7 @@ and states the winner's test accuracy against the fine-tuned model and its speed
 Quality bar (issue 7): the winner at most 1.0 point below the fine-tuned model on test.tsv, at least 8x faster than
 it in PyTorch fp32 eager and at least 1.8x faster than the standard recipe.
 
-    python benchmarks/optimize_sst2.py                      # --preset full: 40 minutes to 3 hours on 2 cores
+    python benchmarks/optimize_sst2.py                      # --preset full: about 30 minutes on 2 cores
     python benchmarks/optimize_sst2.py --preset quick       # the README's quick command, about 15 minutes
     python benchmarks/optimize_sst2.py --from DIR           # start from a fine-tuned artifact (no fine-tuning)
     python benchmarks/optimize_sst2.py --candidates base:int8-dynamic layers3+ffn50:int8-dynamic

@@ -33,8 +33,8 @@ PRESETS = {
                     time_budget=15 * 60),
     # The full search: the foundation's 16k-sample fine-tune; a student distilled on 60k samples (all of SST-2's
     # train.tsv, about 20 minutes per student on 2 cores: with 32k, layers3 lost 1.83 points on test.tsv, 1.15 with
-    # 60k; see benchmarks/compress_sst2.py). 40 minutes to 3 hours on 2 cores, depending on how early a
-    # candidate meets the budget.
+    # 60k; see benchmarks/compress_sst2.py). On SST-2 and 2 cores: 27 minutes when the first candidate meets the
+    # budget (measured), about 1.5 hours for every candidate (--exhaustive, estimated).
     # 2,000 selection rows, since 500 (standard error about 1.6 points at 85%) cannot resolve a 1-point budget.
     "full": Preset(finetune_samples=16000, finetune_epochs=1.0, distill_samples=60000, recover_samples=8000,
                    importance_samples=512, selection_samples=2000, bench_runs=300, batch_sizes=(1, 8), memory=True,
