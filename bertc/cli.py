@@ -659,7 +659,7 @@ def optimize_cmd(
     preset: Annotated[str, typer.Option(help="quick (about 15 minutes on 2 CPU cores) or full.")] = "full",
     candidates: Annotated[str | None, typer.Option(
         help="Candidates instead of the preset's, e.g. layers3+ffn50:int8-dynamic,heads8 (the standard "
-        "recipe base:int8-dynamic is always added).")] = None,
+        "recipe, base:int8-dynamic or base:fp16 for cuda, is always added).")] = None,
     selection_samples: Annotated[int | None, typer.Option(help="Rows of --eval that choose the winner.")] = None,
     test_samples: Annotated[int | None, typer.Option(help="Use only the first N rows of --test.")] = None,
     finetune_samples: Annotated[int | None, typer.Option(help="Training rows for fine-tuning.")] = None,

@@ -177,6 +177,7 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
             record["recovery"] = result.metrics
             logs.append((step, result.log_file))
             save_step(step_dir / "recovered", model, record, origins, head_origins)
+            shutil.rmtree(step_dir / "pruned", ignore_errors=True)  # superseded: resume starts from "recovered"
         steps.append(record)
 
     after = size_report(model, max_length)

@@ -95,8 +95,16 @@ def run_stage(stage: RecipeStage, stages_dir: Path, inputs: dict[str, Path], res
     if stage.kind != "finetune":
         source = inputs.get(stage.input) if stage.input in inputs else Path(stage.input)
     runner = stage_kinds()[stage.kind][1]
-    interrupted = resume and stage.kind in ("finetune", "distill", "prune") and work_dir_for(out).is_dir()
+    interrupted = resume and any((work_dir_for(out) / marker).is_file() for marker in interrupted_markers(stage.kind))
     return Path(runner(source, stage.config, out, interrupted))
+
+
+def interrupted_markers(kind: str) -> tuple[str, ...]:
+    """Files an interrupted run of a stage leaves in its work directory once it can be resumed."""
+    from bertc.compress.prune import RUN_FILE
+    from bertc.finetune.trainer import CONFIG_FILE
+
+    return {"finetune": (CONFIG_FILE,), "distill": (CONFIG_FILE,), "prune": (RUN_FILE,)}.get(kind, ())
 
 
 # ---------------------------------------------------------------------------------------------- configs <-> dicts

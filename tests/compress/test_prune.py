@@ -279,6 +279,7 @@ def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact,
     assert run.returncode == -9, run.stderr[-2000:]
     work = work_dir_for(killed)
     assert not killed.exists() and (work / "step-1" / "recovered").is_dir()
+    assert not (work / "step-1" / "pruned").exists()  # superseded by the recovered snapshot
     assert (work / "step-2" / "pruned").is_dir() and not (work / "step-2" / "recovered").exists()
 
     again = subprocess.run([sys.executable, "-m", "bertc.cli", *args(killed)], env=env, capture_output=True,
