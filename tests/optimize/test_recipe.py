@@ -107,3 +107,16 @@ def test_cli_run_with_a_bad_recipe_exits_2_and_writes_nothing(tmp_path):
     path.write_text('[recipe]\nformat = "something-else"\n')
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "not a bertc recipe" in result.output
+
+
+def test_resume_rebuilds_a_stage_killed_before_it_could_be_resumed(tmp_path, tiny_artifact):
+    """A work dir without its resume marker (killed right after mkdir) is rebuilt, not 'nothing to resume'."""
+    from bertc.artifact import read_manifest
+    from bertc.finetune.finetune import work_dir_for
+    from bertc.optimize.recipe import run_stage
+
+    stages = tmp_path / "stages"
+    work_dir_for(stages / "heads2").mkdir(parents=True)
+    stage = RecipeStage("heads2", "prune", PruneConfig(heads=2, importance="magnitude"), str(tiny_artifact))
+    out = run_stage(stage, stages, {}, resume=True)
+    assert read_manifest(out)["model"]["heads_per_layer"] == [2, 2]
