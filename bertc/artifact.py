@@ -37,9 +37,13 @@ class Artifact:
     manifest: dict
 
 
-def check_output(out: Path | str, overwrite: bool) -> Path:
-    """Fail before any work is done when ``out`` exists and may not be replaced."""
+def check_output(out: Path | str, overwrite: bool, inputs: tuple = ()) -> Path:
+    """Fail before any work is done when ``out`` exists and may not be replaced, or is one of the stage's
+    ``inputs`` (which ``--overwrite`` would otherwise delete)."""
     out = Path(out)
+    if any(Path(src).absolute() == out.absolute() for src in inputs if src is not None):
+        raise BertcError(f"--out {out} is an input of this stage; stages never write into their input, choose "
+                         "another --out")
     if out.exists() and not overwrite:
         raise BertcError(f"output {out} already exists; choose another --out or pass --overwrite to replace it")
     if out.exists() and not out.is_dir():

@@ -56,3 +56,21 @@ def test_manifest_records_lineage_and_rejects_other_versions(tmp_path):
         read_manifest(second)
     with pytest.raises(BertcError, match="not a bertc artifact"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("command", [["prune", "{a}", "--heads", "2"], ["export", "{a}", "--onnx"],
+                                     ["distill", "--teacher", "{a}", "--student-layers", "1"]])
+def test_a_stage_never_overwrites_its_input(tiny_artifact, tmp_path, command):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bertc.cli import app
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_artifact, src)
+    before = sorted(p.name for p in src.iterdir())
+    args = [part.format(a=src) for part in command]
+    result = CliRunner().invoke(app, [*args, "--out", str(src), "--overwrite"])
+    assert result.exit_code == 2 and "is an input of this stage" in result.output
+    assert sorted(p.name for p in src.iterdir()) == before and read_manifest(src)["stage"] == "finetune"

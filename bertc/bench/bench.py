@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,15 +109,15 @@ def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, 
     check_variants(variants, config)
     dataset = read_data(config, variants)
     threads = config.threads or usable_threads()
-    load = [machine_load(warn=True)]
+    before = other_load(warn=True)
+    started = cpu_counters()
     with tempfile.TemporaryDirectory(prefix="bertc-standard-") if config.standard_recipe else nullcontext() as tmp:
         if tmp:
             variants += standard_recipe_variants(variants, Path(tmp), config)
         settings = [Setting(b, s) for s in config.seq_lens for b in sorted(set(config.batch_sizes))]
         measure_all(variants, dataset, settings, config, threads)
-    load.append(machine_load())
     results = assemble(variants, settings, config, threads, dataset)
-    results["environment"]["load_average"] = {"start": load[0], "end": load[1]}
+    results["environment"]["other_load"] = {"before": before, "during": cores_used_by_others(started, cpu_counters())}
     from bertc.console import write_json
 
     write_json(out, results)
@@ -252,23 +253,40 @@ def read_data(config: BenchConfig, variants: list[dict]):
     return dataset
 
 
-def machine_load(warn: bool = False) -> float | None:
-    """The 1-minute load average; other work on the machine makes every timing noisy, so say so."""
-    import os
+def cpu_counters() -> tuple[float, float, float] | None:
+    """(wall seconds, CPU seconds the whole machine spent busy, CPU seconds of this process and its children),
+    from /proc/stat; None where there is none."""
+    try:
+        values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
+
+def cores_used_by_others(start, end) -> float | None:
+    """Cores other processes kept busy between two :func:`cpu_counters`. Not the load average: that counts this
+    process too, so it reads "busy" right after bertc itself trained or benched."""
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return round(max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]), 2)
+
+
+def other_load(warn: bool = False, seconds: float = 0.5) -> float | None:
+    """Cores other processes use now (sampled over ``seconds``); other work makes every timing noisy, so say so."""
     from bertc.environment import usable_cores
 
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return None
-    if warn and load > 0.5 * usable_cores():
+    start = cpu_counters()
+    time.sleep(seconds)
+    load = cores_used_by_others(start, cpu_counters())
+    if warn and load is not None and load > 0.25 * usable_cores():
         from bertc.console import console
 
-        console.print(f"warning: the machine is busy (load average {load:.1f} on {usable_cores()} cores); "
+        console.print(f"warning: the machine is busy (other processes use {load:.1f} of {usable_cores()} cores); "
                       "timings will be noisy, and multi-threaded PyTorch suffers most. Bench on an idle machine "
                       "for figures you will quote", style="yellow")
-    return round(load, 2)
+    return load
 
 
 def usable_threads() -> int:
@@ -284,6 +302,7 @@ def measure_all(variants: list[dict], dataset, settings: list[Setting], config: 
 
     from bertc.artifact import load_tokenizer
     from bertc.console import console
+    from bertc.export.runtime import OnnxPredictor
     from bertc.inference import load_predictor, score_dataset
 
     previous_threads = torch.get_num_threads()
@@ -294,13 +313,20 @@ def measure_all(variants: list[dict], dataset, settings: list[Setting], config: 
             loading = progress.add_task("loading" + (" + accuracy" if config.accuracy else ""), total=len(variants))
             backends, tokenizers = {}, {}
             for v in variants:
-                predictor = load_predictor(v["path"], device=config.device)
+                path, manifest = Path(v["path"]), v["_manifest"]
+                if v["kind"] == "onnx":  # one session: the timing one scores accuracy too
+                    backend = open_backend(path, manifest, config.device, threads)
+                    task = manifest["task"]
+                    predictor = OnnxPredictor(backend.session, load_tokenizer(path), task["labels"],
+                                              task.get("max_length", 128))
+                else:  # the predictor's model is the one timed
+                    predictor = load_predictor(path, device=config.device)
+                    backend = open_backend(path, manifest, config.device, threads, predictor)
                 if config.accuracy:
                     report = score_dataset(predictor, dataset)
                     v.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], samples=report["samples"])
-                tokenizers[v["name"]] = getattr(predictor, "tokenizer", None) or load_tokenizer(v["path"])
-                reuse = predictor if v["kind"] != "onnx" else None
-                backends[v["name"]] = open_backend(Path(v["path"]), v["_manifest"], config.device, threads, reuse)
+                tokenizers[v["name"]] = getattr(predictor, "tokenizer", None) or load_tokenizer(path)
+                backends[v["name"]] = backend
                 del predictor
                 progress.advance(loading)
             total = len(settings) * planned_calls(len(variants), warmup=config.warmup, runs=config.runs, rounds=rounds)

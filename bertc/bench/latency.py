@@ -98,28 +98,24 @@ class TorchBackend:
     name = "pytorch-eager"
 
     def __init__(self, model, device: str):
-        self.model, self.device = model.eval(), device
+        import torch
+
+        self.model, self.device, self.torch = model.eval(), device, torch
 
     def prepare(self, batch: dict[str, np.ndarray]):
-        import torch
-
-        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        return {k: self.torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     def run(self, inputs) -> None:
-        import torch
-
-        with torch.inference_mode():
+        with self.torch.inference_mode():
             self.model(**inputs)
 
     def timed(self, inputs) -> float:
         """Milliseconds of one call; on CUDA bracketed by synchronisations so queued work is counted."""
         if self.device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
+            self.torch.cuda.synchronize()
             start = time.perf_counter_ns()
             self.run(inputs)
-            torch.cuda.synchronize()
+            self.torch.cuda.synchronize()
             return (time.perf_counter_ns() - start) / 1e6
         start = time.perf_counter_ns()
         self.run(inputs)

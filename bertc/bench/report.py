@@ -20,7 +20,7 @@ from bertc.errors import BertcError
 
 
 def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_drop: float = 1.0, *,
-           overwrite: bool = False) -> Path:
+           latency_budget_ms: float | None = None, overwrite: bool = False) -> Path:
     """Write report.md, report.html and figures/ for one or more results files into ``out_dir``."""
     if max_accuracy_drop < 0:
         raise BertcError(f"--max-accuracy-drop must be at least 0 (points of accuracy), got {max_accuracy_drop}")
@@ -28,7 +28,7 @@ def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_dr
         raise BertcError("no results files given; pass one or more JSON files written by `bertc bench`")
     results = [read_results(path) for path in results_files]
     out_dir = check_output(out_dir, overwrite)
-    sections = [section(r, Path(p).name, max_accuracy_drop, i + 1)
+    sections = [section(r, Path(p).name, max_accuracy_drop, i + 1, latency_budget_ms)
                 for i, (r, p) in enumerate(zip(results, results_files))]
     with staging_dir(out_dir, overwrite) as tmp:
         (tmp / "figures").mkdir()
@@ -71,8 +71,39 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def recommend(results: dict, max_accuracy_drop: float) -> dict:
-    """The fastest variant within the accuracy budget at the reference setting, in plain words."""
+def within_budget(results: dict, variant: dict, max_accuracy_drop: float) -> bool:
+    """Accuracy at most ``max_accuracy_drop`` points below the baseline's (always, when it was not measured)."""
+    base = next(v for v in results["variants"] if v["name"] == results["baseline"])
+    if base.get("accuracy") is None:
+        return True
+    return variant.get("accuracy") is not None and \
+        100 * (base["accuracy"] - variant["accuracy"]) <= max_accuracy_drop + 1e-9
+
+
+def pick(results: dict, max_accuracy_drop: float, latency_budget_ms: float | None = None) -> tuple[dict | None, str]:
+    """The variant to ship at the reference setting, and a note; None when nothing within the budgets beats the
+    baseline. The rule `bertc report` recommends by and `bertc optimize` ships by: the fastest variant within the
+    accuracy budget; with a latency budget, the most accurate of those that meet it (the fastest when none does).
+    """
+    setting = reference_setting(results)
+    base = next(v for v in results["variants"] if v["name"] == results["baseline"])
+    p50 = {v["name"]: row_at(v, setting)["p50_ms"] for v in results["variants"]}
+    eligible = [v for v in results["variants"] if v is not base and within_budget(results, v, max_accuracy_drop)]
+    fits = [v for v in eligible if latency_budget_ms is not None and p50[v["name"]] <= latency_budget_ms]
+    note = ""
+    if fits:
+        best = max(fits, key=lambda v: (v.get("accuracy") or 0.0, -p50[v["name"]]))
+    else:
+        best = min(eligible, key=lambda v: p50[v["name"]], default=None)
+        if latency_budget_ms is not None:
+            note = f" No candidate within the accuracy budget meets the {latency_budget_ms:g} ms latency budget."
+    if best is None or p50[best["name"]] >= p50[base["name"]]:
+        return None, note
+    return best, note
+
+
+def recommend(results: dict, max_accuracy_drop: float, latency_budget_ms: float | None = None) -> dict:
+    """The variant :func:`pick` chooses, in plain words."""
     setting = reference_setting(results)
     where = setting_label(setting)
     variants = results["variants"]
@@ -84,16 +115,16 @@ def recommend(results: dict, max_accuracy_drop: float) -> dict:
     def drop(v):
         return 100 * (base["accuracy"] - v["accuracy"]) if measured and v.get("accuracy") is not None else None
 
-    eligible = [v for v in variants if not measured or (drop(v) is not None and drop(v) <= max_accuracy_drop + 1e-9)]
-    best = min(eligible, key=lambda v: p50[v["name"]])
-    row = row_at(best, setting)
-    over = [v for v in variants if v not in eligible and p50[v["name"]] < p50[best["name"]]]
+    best, note = pick(results, max_accuracy_drop, latency_budget_ms)
+    fastest = p50[best["name"]] if best else p50[base["name"]]
+    over = [v for v in variants if not within_budget(results, v, max_accuracy_drop) and p50[v["name"]] < fastest]
     over_text = (" Faster but over the budget: " + ", ".join(
         f"{v['name']} ({num(p50[v['name']])} ms, {signed(-drop(v))} points)" for v in over) + ".") if over else ""
-    if best is base or row["speedup"] is None or row["speedup"] <= 1:
+    if best is None:
         text = (f"No variant beats the baseline {base['name']} ({num(p50[base['name']])} ms p50 at {where})"
-                + (f" within {budget}." if measured else ".") + over_text)
+                + (f" within {budget}." if measured else ".") + note + over_text)
         return {"choice": None, "setting": setting, "text": text}
+    row = row_at(best, setting)
     if measured:
         accuracy = (f"Its accuracy is {100 * best['accuracy']:.2f}% ({signed(-drop(best))} points against the "
                     f"baseline, within {budget}).")
@@ -111,7 +142,7 @@ def recommend(results: dict, max_accuracy_drop: float) -> dict:
     if row["speedup_min"] is not None and row["speedup_min"] <= 1:
         text += (" Some rounds measured it no faster than the baseline, so the gain is within this run's noise; "
                  "re-run with more --runs before relying on it.")
-    text += over_text + standard_recipe_text(results, best, setting, p50)
+    text += note + over_text + standard_recipe_text(results, best, setting, p50)
     return {"choice": best["name"], "setting": setting, "text": text}
 
 
@@ -214,14 +245,16 @@ def environment_rows(results: dict) -> list[tuple[str, str]]:
             ("packages", packages), ("bertc commit", str(env.get("bertc_commit"))),
             ("python", f"{env.get('python')} on {env.get('platform')}"),
             ("data", f"{results['data']['source']} ({results['data']['samples']} rows)"), ("timing", timing),
-            ("load average (1 min)", ", ".join(f"{k} {v}" for k, v in (env.get("load_average") or {}).items()))]
+            ("cores used by other processes", ", ".join(f"{k} {v}" for k, v in (env.get("other_load") or {}).items())
+             or ", ".join(f"load average {k} {v}" for k, v in (env.get("load_average") or {}).items()))]
 
 
-def section(results: dict, source: str, max_accuracy_drop: float, number: int) -> dict:
+def section(results: dict, source: str, max_accuracy_drop: float, number: int,
+            latency_budget_ms: float | None = None) -> dict:
     env = results["environment"]
     hardware = env["gpu"]["name"] if env.get("device") == "cuda" and env.get("gpu") else env.get("cpu", "?")
     return {"title": f"{source}: {env.get('device', 'cpu')}, {hardware}",
-            "recommendation": recommend(results, max_accuracy_drop)["text"], "notes": notes(results),
+            "recommendation": recommend(results, max_accuracy_drop, latency_budget_ms)["text"], "notes": notes(results),
             "reference": setting_label(reference_setting(results)),
             "summary": summary_table(results), "latency": latency_table(results),
             "lineage": {v["name"]: lineage_lines(v) for v in results["variants"]},
@@ -233,8 +266,12 @@ def notes(results: dict) -> list[str]:
     """Caveats a reader must see next to the recommendation."""
     out = []
     env = results["environment"]
-    load = [x for x in (env.get("load_average") or {}).values() if x is not None]
-    if load and max(load) > 0.5 * (env.get("cores") or 1):
+    others = [x for x in (env.get("other_load") or {}).values() if x is not None]
+    load = [x for x in (env.get("load_average") or {}).values() if x is not None]  # results files before 2026-11-25
+    if others and max(others) > 0.25 * (env.get("cores") or 1):
+        out.append(f"The machine was busy while measuring (other processes used up to {max(others):.1f} of "
+                   f"{env.get('cores')} cores): timings are noisy. Re-run on an idle machine before quoting them.")
+    elif not others and load and max(load) > 0.5 * (env.get("cores") or 1):
         out.append(f"The machine was busy while measuring (1-minute load average up to {max(load):.1f} on "
                    f"{env.get('cores')} cores): timings are noisy. Re-run on an idle machine before quoting them.")
     return out

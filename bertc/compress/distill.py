@@ -64,11 +64,10 @@ def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, over
 
     from bertc.data import prepare_data
     from bertc.finetune.finetune import task_record, work_dir_for
-    from bertc.finetune.trainer import is_main_process, remove_work_dir
+    from bertc.finetune.trainer import check_device, is_main_process, remove_work_dir
 
-    teacher, out = Path(teacher), check_output(out, overwrite)
-    if out.absolute() in (teacher.absolute(), Path(config.student or teacher).absolute()):
-        raise BertcError(f"--out {out} is an input of this run; stages never write into their input")
+    teacher, out = Path(teacher), check_output(out, overwrite, inputs=(teacher, config.student))
+    check_device(config.train)
     teacher_artifact = load_artifact(teacher)
     teacher_model = teacher_artifact.model
     labels = teacher_artifact.manifest["task"]["labels"]
@@ -176,8 +175,6 @@ def distill_model(student, teacher, tokenizer, data, label2id: dict, train_confi
 
 class DistillTrainer(BertcTrainer):
     """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy."""
-
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by accumulation steps
 
     def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], **kwargs):
         super().__init__(*args, **kwargs)

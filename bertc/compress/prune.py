@@ -106,11 +106,10 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     """
     from bertc.data import prepare_data
     from bertc.finetune.finetune import work_dir_for
-    from bertc.finetune.trainer import CONFIG_FILE, remove_work_dir, resolve_device
+    from bertc.finetune.trainer import CONFIG_FILE, check_device, remove_work_dir, resolve_device
 
-    src, out = Path(src), check_output(out, overwrite)
-    if out.absolute() == src.absolute():
-        raise BertcError(f"--out {out} is the artifact being pruned; stages never write into their input")
+    src, out = Path(src), check_output(out, overwrite, inputs=(src,))
+    device = check_device(config.recover) if config.recover else resolve_device("auto")
     artifact = load_artifact(src)
     model, manifest = artifact.model, artifact.manifest
     check_against_model(config, model)
@@ -132,7 +131,6 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     if data is not None:
         check_labels(data, labels)
     max_length = manifest["task"].get("max_length") or 128
-    device = resolve_device(config.recover.device if config.recover else "auto")
     model.to(device)
     teacher = copy.deepcopy(model).eval() if config.distill else None
 
@@ -142,7 +140,7 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     origins = list(range(len(heads0)))  # parent layer index of each current layer
     head_origins = [list(range(h)) for h in heads0]  # parent head index of each current head
     work_dir = work_dir_for(out)
-    start_work_dir(work_dir, {"src": str(src.absolute()), "config": to_jsonable(config)}, resume)
+    start_work_dir(work_dir, {"artifact": str(src.absolute()), **to_jsonable(config)}, resume)
     steps, logs = [], []
     for step in range(1, config.iterative + 1):
         step_dir = work_dir / f"step-{step}"
@@ -414,17 +412,11 @@ RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
 def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
     """Check an interrupted run's leftovers against this one; without ``resume`` they are an error, as in
     `bertc finetune`, so a long recovery is never thrown away by accident."""
+    from bertc.finetune.trainer import check_resume_record
+
     saved = work_dir / RUN_FILE
     if resume:
-        if not saved.is_file():
-            raise BertcError(f"nothing to resume: {work_dir} holds no interrupted bertc prune run; drop --resume")
-        previous = json.loads(saved.read_text())
-        changed = sorted(k for k in set(previous["config"]) | set(run["config"])
-                         if previous["config"].get(k) != run["config"].get(k))
-        changed += ["the pruned artifact"] if previous["src"] != run["src"] else []
-        if changed:
-            raise BertcError(f"--resume with different options than the interrupted run ({', '.join(changed)}); "
-                             "repeat the original command with --resume")
+        check_resume_record(saved, run, "bertc prune run")
         return
     if any(work_dir.glob(f"step-*/*/{STEP_FILE}")) or any(work_dir.glob("step-*/recovery/checkpoints/*")):
         raise BertcError(f"an interrupted run left finished steps or checkpoints in {work_dir}; pass --resume to "

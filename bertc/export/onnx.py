@@ -92,8 +92,7 @@ class ExportConfig:
 
 def export(src: Path | str, config: ExportConfig, out: Path | str, overwrite: bool = False) -> Path:
     """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``."""
-    src, out = Path(src), Path(out)
-    check_output(out, overwrite)
+    src, out = Path(src), check_output(out, overwrite, inputs=(src,))
     task = source_task(src)
     samples = verification_samples(config.data, task, config.split, config.verify_samples)
     check_samples_fit(samples, task["labels"])

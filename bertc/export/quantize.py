@@ -123,8 +123,7 @@ def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, overwrite
     """Quantize the artifact ``src`` with ``config.method``, measure it against ``src``, write it to ``out``."""
     from bertc.export.quantizers import METHOD_HANDLERS
 
-    src, out = Path(src), Path(out)
-    check_output(out, overwrite)
+    src, out = Path(src), check_output(out, overwrite, inputs=(src,))
     manifest = read_manifest(src)
     handler_class = METHOD_HANDLERS[type(config.method)]
     handler_class.check_source(src, manifest, config.method)

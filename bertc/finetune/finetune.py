@@ -71,7 +71,7 @@ def describe_data(data: PreparedData) -> None:
 def finetune(config: FinetuneConfig, out: Path | str, *, overwrite: bool = False, resume: bool = False) -> Path:
     from transformers import set_seed
 
-    out = check_output(out, overwrite)
+    out = check_output(out, overwrite, inputs=(config.model,))
     check_device(config.train)
     data = prepare_data(config.data)
     set_seed(config.train.seed)

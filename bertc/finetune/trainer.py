@@ -92,14 +92,21 @@ def prepare_work_dir(work_dir: Path, config_record: dict, resume: bool) -> str |
             work_dir.mkdir(parents=True)
             saved_config.write_text(json.dumps(config_record, indent=2))
         return None
-    if not saved_config.is_file():
-        raise BertcError(f"nothing to resume: {work_dir} holds no interrupted run; drop --resume")
-    previous = json.loads(saved_config.read_text())
-    changed = sorted(k for k in set(previous) | set(config_record) if previous.get(k) != config_record.get(k))
+    check_resume_record(saved_config, config_record, "run")
+    return latest_checkpoint(work_dir / CHECKPOINTS)
+
+
+def check_resume_record(saved: Path, record: dict, what: str) -> None:
+    """``--resume`` continues the interrupted run only with its options, which it left in ``saved``."""
+    import json
+
+    if not saved.is_file():
+        raise BertcError(f"nothing to resume: {saved.parent} holds no interrupted {what}; drop --resume")
+    previous = json.loads(saved.read_text())
+    changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
     if changed:
         raise BertcError(f"--resume with different options than the interrupted run ({', '.join(changed)}); "
                          "repeat the original command with --resume")
-    return latest_checkpoint(work_dir / CHECKPOINTS)
 
 
 def latest_checkpoint(directory: Path) -> str | None:

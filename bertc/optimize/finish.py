@@ -22,7 +22,8 @@ def finish_run(out: Path, baseline: Path, candidates: list[Path], select: Select
     console.print(f"benching {len(candidates) + 1} variants side by side on {bench_config.data}", soft_wrap=True)
     bench_config = dataclasses.replace(bench_config, baseline=str(baseline))
     results = bench([baseline, *candidates], bench_config, out / BENCH_FILE, overwrite=True)
-    report_dir = report([out / BENCH_FILE], out / "report", select.max_accuracy_drop, overwrite=True)
+    report_dir = report([out / BENCH_FILE], out / "report", select.max_accuracy_drop,
+                        latency_budget_ms=select.latency_budget_ms, overwrite=True)
     choice = choose(results, select.max_accuracy_drop, select.latency_budget_ms)
     rows, base = choice["rows"], next(r for r in choice["rows"] if r["baseline"])
     standard = next((r for r in rows if r["name"] == f"base-{'int8-dynamic' if target == 'cpu' else 'fp16'}"), None)

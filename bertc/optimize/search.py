@@ -310,13 +310,10 @@ class CostModel:
 # ---------------------------------------------------------------------------------------------- the winner
 
 def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | None = None) -> dict:
-    """The variant to ship from bench results measured on the selection slice.
-
-    The fastest variant (p50 at batch 1 with real lengths) whose accuracy is within ``max_accuracy_drop``
-    points of the baseline's; with a latency budget, the most accurate of those that meet it (the fastest
-    within the accuracy budget when none does). If that is not faster than the baseline, the baseline.
-    """
-    from bertc.bench.report import reference_setting, row_at
+    """The variant to ship from bench results measured on the selection slice, by the rule `bertc report`
+    recommends by (:func:`bertc.bench.report.pick`): the fastest within the accuracy budget (p50 at batch 1 with
+    real lengths), or with a latency budget the most accurate that meets it; the baseline when none beats it."""
+    from bertc.bench.report import pick, reference_setting, row_at, within_budget
 
     setting = reference_setting(results)
     base = next(v for v in results["variants"] if v["name"] == results["baseline"])
@@ -328,28 +325,21 @@ def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | N
         p50 = row_at(v, setting)["p50_ms"]
         rows.append({"name": v["name"], "path": v["path"], "p50_ms": p50, "accuracy": v.get("accuracy"),
                      "drop_points": drop, "speedup": row_at(base, setting)["p50_ms"] / p50 if p50 else None,
-                     "within_budget": drop is not None and drop <= max_accuracy_drop + 1e-9,
+                     "within_budget": within_budget(results, v, max_accuracy_drop),
                      "meets_latency": latency_budget_ms is None or p50 <= latency_budget_ms,
                      "baseline": v is base})
     base_row = next(r for r in rows if r["baseline"])
-    eligible = [r for r in rows if not r["baseline"] and r["within_budget"]]
-    fits = [r for r in eligible if r["meets_latency"]]
-    note = ""
-    if latency_budget_ms is not None and fits:
-        pick = max(fits, key=lambda r: (r["accuracy"], -r["p50_ms"]))
-    else:
-        pick = min(eligible, key=lambda r: r["p50_ms"]) if eligible else None
-        if latency_budget_ms is not None:
-            note = f" No candidate within the accuracy budget meets the {latency_budget_ms:g} ms latency budget."
+    best, note = pick(results, max_accuracy_drop, latency_budget_ms)
     budget = f"{max_accuracy_drop:g} point" + ("" if max_accuracy_drop == 1 else "s")
-    if pick is None or pick["p50_ms"] >= base_row["p50_ms"]:
+    if best is None:
         text = (f"Nothing beats the fine-tuned baseline {base_row['name']} ({base_row['p50_ms']:.3g} ms p50) within "
                 f"the {budget} accuracy budget, so bertc ships the baseline.{note}")
         return {"winner": base_row, "shipped_baseline": True, "text": text, "rows": rows, "setting": setting}
-    text = (f"Winner: {pick['name']}, {pick['p50_ms']:.3g} ms p50 at batch 1 against {base_row['p50_ms']:.3g} ms "
-            f"for the fine-tuned baseline ({pick['speedup']:.2f}x faster), with {100 * pick['accuracy']:.2f}% "
-            f"accuracy on the selection slice ({-pick['drop_points'] + 0.0:+.2f} points; budget {budget}).{note}")
-    return {"winner": pick, "shipped_baseline": False, "text": text, "rows": rows, "setting": setting}
+    winner = next(r for r in rows if r["name"] == best["name"])
+    text = (f"Winner: {winner['name']}, {winner['p50_ms']:.3g} ms p50 at batch 1 against {base_row['p50_ms']:.3g} ms "
+            f"for the fine-tuned baseline ({winner['speedup']:.2f}x faster), with {100 * winner['accuracy']:.2f}% "
+            f"accuracy on the selection slice ({-winner['drop_points'] + 0.0:+.2f} points; budget {budget}).{note}")
+    return {"winner": winner, "shipped_baseline": False, "text": text, "rows": rows, "setting": setting}
 
 
 def time_reason(need: float, wrap_up: float, left: float) -> str | None:

@@ -174,3 +174,21 @@ def test_a_busy_machine_is_called_out_next_to_the_recommendation():
     assert notes(results) == []
     results["environment"]["load_average"]["end"] = 4.8
     assert "busy while measuring (1-minute load average up to 4.8 on 2 cores)" in notes(results)[0]
+
+
+def test_busy_means_other_processes_not_the_bench_itself():
+    from bertc.bench.bench import cores_used_by_others, cpu_counters
+    from bertc.bench.report import notes
+
+    results = synthetic_results([("base", 10.0, 0.9), ("fast", 2.0, 0.9)])
+    results["environment"].update(cores=2, load_average={"start": 2.0, "end": 2.0},  # the bench's own load
+                                  other_load={"before": 0.1, "during": 0.2})
+    assert notes(results) == []
+    results["environment"]["other_load"]["during"] = 1.5
+    assert "other processes used up to 1.5 of 2 cores" in notes(results)[0]
+    # (wall s, machine busy CPU s, this process's CPU s): 3 busy seconds in 2, 2 of them ours -> 0.5 cores
+    assert cores_used_by_others((0.0, 10.0, 5.0), (2.0, 13.0, 7.0)) == 0.5
+    assert cores_used_by_others((0.0, 10.0, 5.0), (1.0, 10.5, 6.0)) == 0.0  # tick rounding never goes negative
+    assert cores_used_by_others(None, (1.0, 1.0, 1.0)) is None
+    counters = cpu_counters()
+    assert counters is None or (len(counters) == 3 and counters[1] >= counters[2] >= 0)

@@ -145,6 +145,17 @@ def test_choose_with_a_latency_budget_takes_the_most_accurate_model_that_meets_i
     assert missed["winner"]["name"] == "c" and "meets the 1 ms latency budget" in missed["text"]
 
 
+def test_the_report_recommends_what_optimize_ships():
+    from bertc.bench.report import recommend
+
+    bench = results([("finetune", 0.90, 20.0), ("a", 0.899, 6.0), ("b", 0.895, 4.0), ("c", 0.894, 3.0)])
+    for row in (v["latency"][0] for v in bench["variants"]):
+        row.update(speedup=20.0 / row["p50_ms"], speedup_min=20.0 / row["p50_ms"], speedup_max=20.0 / row["p50_ms"])
+    for budget in (None, 4.5, 1.0):
+        assert recommend(bench, 1.0, budget)["choice"] == choose(bench, 1.0, budget)["winner"]["name"]
+    assert recommend(bench, 1.0, 4.5)["choice"] == "b"
+
+
 def test_nothing_beats_the_baseline_ships_the_baseline():
     bench = results([("finetune", 0.90, 5.0), ("slow", 0.90, 6.0), ("inaccurate", 0.80, 1.0)])
     choice = choose(bench, max_accuracy_drop=1.0)
