@@ -51,6 +51,7 @@ def resolve_model_source(name: str | None) -> str:
 def load_config(source: str, trust_remote_code: bool = False):
     from transformers import AutoConfig
 
+    quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

@@ -49,6 +49,9 @@ def plan_data(config: OptimizeConfig):
                               ("--test", test, "test")):
         if path is not None:
             dataset = read_dataset(path, columns, split=split)
+            if not any(label is not None for label in dataset.labels):
+                raise BertcError(f"{flag} {path} has no labelled rows; check the file and --text-column/"
+                                 "--label-column")
             sets[flag] = (sorted({str(label) for label in dataset.labels if label is not None}), len(dataset), path)
     problems = [f"{flag} {path} has labels {labels}" for flag, (labels, _, path) in sets.items()
                 if labels != sets["--train"][0]]

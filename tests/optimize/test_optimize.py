@@ -167,6 +167,10 @@ def test_different_label_sets_and_existing_outputs_exit_2_and_lose_nothing(tmp_p
     base = ["optimize", "--train", str(data), "--model", str(tiny_bert_dir), "--out", str(tmp_path / "out")]
     result = runner.invoke(app, base)
     assert result.exit_code == 2 and "different label sets" in result.output and not (tmp_path / "out").exists()
+    (data / "validation.tsv").write_text("sentence\tlabel\n")  # an empty selection set is named as such
+    result = runner.invoke(app, base)
+    assert result.exit_code == 2 and "validation.tsv has no labelled rows" in result.output
+    assert not (tmp_path / "out").exists()
     keep = tmp_path / "keep"
     keep.mkdir()
     (keep / "precious.txt").write_text("mine")
