@@ -13,7 +13,7 @@ tokenized beforehand, identically for all). Interleaving runtimes is only fair w
 the next one needs, so ONNX Runtime sessions run without spinning (``--spin`` keeps ORT's default; spinning made
 PyTorch up to 20x slower when interleaved with ORT on 2 cores). PyTorch keeps its OpenMP defaults: their short
 spin after a block only overlaps the untimed call (OMP_WAIT_POLICY=PASSIVE, used here until 2026-11-25, made
-PyTorch eager 25-30% slower and flattered the ratios against it).
+PyTorch eager slower and flattered the ratios against it).
 Accuracy and label agreement (with the PyTorch model each variant comes from) use the whole test file.
 The table states each variant's speed as a ratio to PyTorch fp32 eager and to the fused fp32 ONNX model; the
 JSON (``--json``) also holds the per-round ratios, the environment and the command.

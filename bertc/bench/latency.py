@@ -15,7 +15,8 @@ way a server calls the model. Tokenisation is not timed (it is the same for ever
 - Each runtime keeps the threading a server would give it, with one exception: ONNX Runtime sessions do not spin
   (an idle spinning pool slows whatever runs next on the same cores). PyTorch keeps its OpenMP defaults: their
   short spin after a block only overlaps the untimed re-warm call, while ``OMP_WAIT_POLICY=PASSIVE`` made
-  PyTorch eager 25-30% slower on 2 cores (measured) and so would flatter every ratio against it.
+  PyTorch eager slower on 2 cores (measured: 12.9-13.9x instead of 9.1-10.2x for the same pair of models) and so
+  would flatter every ratio against it.
 - CPU calls are timed with ``perf_counter_ns``. On CUDA, PyTorch calls are bracketed by
   ``torch.cuda.synchronize()`` and ONNX Runtime runs through I/O binding with inputs and outputs on the GPU
   (``run_with_iobinding`` returns once the device work is done), so no host copies are timed.
