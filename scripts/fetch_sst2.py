@@ -23,8 +23,17 @@ def write(rows, path: Path) -> None:
 
 def main(out: str) -> None:
     import datasets
+    from huggingface_hub.utils import logging as hub_logging
 
-    glue = datasets.load_dataset("glue", "sst2")
+    datasets.logging.set_verbosity_error()  # the one-line error below says what went wrong, not each retry
+    hub_logging.set_verbosity_error()
+    try:
+        glue = datasets.load_dataset("glue", "sst2")
+    except (ConnectionError, OSError) as err:  # offline, or the Hub is unreachable
+        print(f"fetch_sst2: could not download GLUE SST-2 from the Hub ({str(err).splitlines()[0]}); put the SST-2 "
+              "TSVs (train.tsv, validation.tsv, test.tsv) in ../shared/data/sst2, or run with a network",
+              file=sys.stderr)
+        sys.exit(2)
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     train = list(glue["train"])
