@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bertc.artifact import read_manifest
-    from bertc.console import console, write_json
+    from bertc.console import console
     from bertc.data import Columns, read_eval_data
     from bertc.environment import environment, usable_cores
+    from bertc.jsonio import write_json
 
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
@@ -213,7 +214,7 @@ def score_variants(variants: list[Variant], test) -> None:
 
 
 def scores(logits, dataset, labels) -> dict:
-    from bertc.bench.accuracy import classification_report
+    from bertc.metrics import classification_report
 
     index = {str(label): i for i, label in enumerate(labels)}
     report = classification_report([index[str(label)] for label in dataset.labels], logits.argmax(-1), labels)

@@ -8,7 +8,6 @@ never leaves something that looks finished and an existing output is replaced on
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -23,6 +22,7 @@ from typing import Any
 
 from bertc.environment import environment
 from bertc.errors import BertcError
+from bertc.jsonio import to_jsonable
 
 MANIFEST = "bertc.json"
 FORMAT_VERSION = 1
@@ -122,20 +122,6 @@ def lineage_of(parent: Path | str | None) -> list[dict]:
         return []
     earlier = read_manifest(parent).get("lineage", []) if is_artifact(parent) else []
     return [*earlier, record]
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return value.item()
-    return value
 
 
 def write_manifest(directory: Path, *, stage: str, config: Any, parent: Path | str | None, model: dict,

@@ -182,9 +182,10 @@ def evaluate_cmd(
 ):
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix on labelled data."""
     from bertc.artifact import read_manifest
-    from bertc.console import console, print_classification, print_confusion, write_json
+    from bertc.console import console, print_classification, print_confusion
     from bertc.data import Columns
     from bertc.inference import evaluate, task_columns
+    from bertc.jsonio import write_json
 
     check_choice("--split", split, ("train", "validation", "test"))
     columns = task_columns(read_manifest(artifact), text_column, text_pair_column, label_column)
@@ -211,8 +212,9 @@ def predict_cmd(
     """Labels and class probabilities for texts or a data file."""
     from rich.table import Table
 
-    from bertc.console import console, write_json
+    from bertc.console import console
     from bertc.inference import predict
+    from bertc.jsonio import write_json
 
     pairs = None
     if data is not None:
@@ -371,7 +373,8 @@ def parse_heads_global(value: str | None) -> tuple[int | None, float | None]:
 
 def show_compression(path: Path) -> None:
     from bertc.artifact import is_artifact, read_manifest
-    from bertc.console import console, key_value_table, pct, print_classification
+    from bertc.console import console, key_value_table, print_classification
+    from bertc.formatting import pct
 
     if not is_artifact(path):  # non-zero ranks of a distributed run
         return

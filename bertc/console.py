@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bertc.formatting import pct
+
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 console = Console() if sys.stdout.isatty() else Console(width=120)
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def print_classification(report: dict, title: str) -> None:
@@ -52,12 +48,3 @@ def key_value_table(values: dict, title: str) -> Table:
         table.add_row(str(key), str(value))
     return table
 
-
-def write_json(path: Path | str, data) -> None:
-    from bertc.artifact import to_jsonable
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")
-    tmp.replace(path)

@@ -14,15 +14,11 @@ import numpy as np
 import torch
 
 from bertc.artifact import load_model, load_tokenizer, read_manifest
-from bertc.bench.accuracy import classification_report
 from bertc.data import Columns, TextDataset
+from bertc.data.batching import padded_batches
+from bertc.data.labels import check_known_labels
 from bertc.errors import BertcError
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, so padding stays small."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+from bertc.metrics import classification_report
 
 
 @dataclass
@@ -37,12 +33,9 @@ class TorchPredictor:
     @torch.inference_mode()
     def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         self.model.eval()
-        for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
-            features = [{k: encoded[k][i] for k in keys} for i in batch]
-            inputs = self.tokenizer.pad(features, return_tensors="pt")
+        for batch, inputs in padded_batches(self.tokenizer, encoded, self.batch_size, "pt"):
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             out[batch] = self.model(**inputs).logits.float().cpu().numpy()
         return out
@@ -103,10 +96,7 @@ def score_dataset(predictor, dataset: TextDataset) -> dict:
     """A full classification report of ``predictor`` on labelled data."""
     labels = predictor.labels
     index = {str(label): i for i, label in enumerate(labels)}
-    unknown = sorted({str(label) for label in dataset.labels} - set(index))
-    if unknown:
-        raise BertcError(f"{dataset.source} has labels the model does not know ({', '.join(unknown[:5])}); "
-                         f"the model predicts {', '.join(map(str, labels))}")
+    check_known_labels(dataset.labels, labels, dataset.source, "Pass data of the task the model was trained on")
     y_true = [index[str(label)] for label in dataset.labels]
     y_pred = predictor.logits(dataset.texts, dataset.pairs).argmax(axis=-1)
     return classification_report(y_true, y_pred, labels)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from bertc.artifact import is_artifact, read_manifest, to_jsonable
+from bertc.artifact import is_artifact, read_manifest
 from bertc.bench.latency import (
     Runner,
     Setting,
@@ -33,6 +33,7 @@ from bertc.bench.latency import (
     summarize,
 )
 from bertc.errors import BertcError
+from bertc.jsonio import to_jsonable
 
 RESULTS_FORMAT = "bertc-bench-results"
 RESULTS_VERSION = 1
@@ -118,7 +119,7 @@ def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, 
         measure_all(variants, dataset, settings, config, threads)
     results = assemble(variants, settings, config, threads, dataset)
     results["environment"]["other_load"] = {"before": before, "during": cores_used_by_others(started, cpu_counters())}
-    from bertc.console import write_json
+    from bertc.jsonio import write_json
 
     write_json(out, results)
     return results

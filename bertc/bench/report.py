@@ -17,6 +17,8 @@ from pathlib import Path
 from bertc.artifact import check_output, staging_dir
 from bertc.bench.bench import read_results
 from bertc.errors import BertcError
+from bertc.formatting import megabytes, pct, signed
+from bertc.formatting import points as points_text
 
 
 def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_drop: float = 1.0, *,
@@ -135,10 +137,10 @@ def recommend(results: dict, max_accuracy_drop: float, latency_budget_ms: float 
             f"(per-round range {row['speedup_min']:.2f}-{row['speedup_max']:.2f}x). {accuracy}")
     size = best.get("vs_baseline", {}).get("size_ratio")
     if size and abs(size - 1) < 0.03:
-        text += f" Its size on disk is about the baseline's ({mb(best['size_bytes'])} MB)."
+        text += f" Its size on disk is about the baseline's ({megabytes(best['size_bytes'])} MB)."
     elif size:
         factor, how = (size, "smaller") if size >= 1 else (1 / size, "larger")
-        text += f" It is {factor:.2f}x {how} on disk ({mb(best['size_bytes'])} MB)."
+        text += f" It is {factor:.2f}x {how} on disk ({megabytes(best['size_bytes'])} MB)."
     if row["speedup_min"] is not None and row["speedup_min"] <= 1:
         text += (" Some rounds measured it no faster than the baseline, so the gain is within this run's noise; "
                  "re-run with more --runs before relying on it.")
@@ -159,25 +161,9 @@ def standard_recipe_text(results: dict, best: dict, setting: dict, p50: dict) ->
             f"{ratio:.2f}x {'faster' if ratio >= 1 else 'as fast'}{accuracy}.")
 
 
-def points_text(value: float) -> str:
-    return f"{value:g} point" + ("" if value == 1 else "s")
-
-
-def signed(value: float | None) -> str:
-    return "-" if value is None else f"{value + 0.0:+.2f}"  # + 0.0: no "-0.00"
-
-
 def num(value: float) -> str:
     """Three significant digits, without exponents: 0.0846, 23.4, 148, 1,106."""
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def mb(size: int | None) -> str:
-    return "-" if not size else f"{size / 2**20:.1f}"
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def ms(row: dict) -> str:
@@ -206,9 +192,9 @@ def summary_table(results: dict) -> tuple[list[str], list[list[str]]]:
                      v["backend"] + (f" {v['variant']}" if v.get("variant") else ""),
                      ms(row), num(row["p90_ms"]), num(row["p99_ms"]), num(row["throughput"]),
                      ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")), signed(delta),
-                     pct(v.get("macro_f1")), mb(v.get("size_bytes")),
+                     pct(v.get("macro_f1")), megabytes(v.get("size_bytes")),
                      f"{v['num_parameters']:,}" if v.get("num_parameters") else "-",
-                     mb(memory.get("peak_rss_bytes")), mb(memory.get("model_rss_bytes"))])
+                     megabytes(memory.get("peak_rss_bytes")), megabytes(memory.get("model_rss_bytes"))])
     return headers, rows
 
 
@@ -437,8 +423,8 @@ def console_tables(results: dict) -> list:
         summary.add_row(v["name"], v["backend"] + (f" {v['variant']}" if v.get("variant") else ""), ms(row),
                         num(row["p99_ms"]), num(row["throughput"]),
                         ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")),
-                        signed(v.get("vs_baseline", {}).get("accuracy_delta_points")), mb(v.get("size_bytes")),
-                        mb((v.get("memory") or {}).get("model_rss_bytes")))
+                        signed(v.get("vs_baseline", {}).get("accuracy_delta_points")), megabytes(v.get("size_bytes")),
+                        megabytes((v.get("memory") or {}).get("model_rss_bytes")))
     settings = Table("variant", "setting", "p50 ms", "p99 ms", "samples/s", "speedup", title="every setting")
     for s in results["settings"]:
         for v in results["variants"]:

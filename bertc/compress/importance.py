@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from bertc.data import TextDataset
-from bertc.data.batching import encode
-from bertc.inference import length_sorted_batches
+from bertc.data.batching import encode, padded_batches
 from bertc.modeling import PrunedAttention, base_model, encoder_layers, head_size, layer_heads
 
 
@@ -69,10 +68,8 @@ def importance_batches(tokenizer, dataset: TextDataset, label2id: dict, max_leng
     random.Random(seed).shuffle(indices)
     sample = dataset.select(sorted(indices[:samples]))
     encoded = encode(tokenizer, sample, max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     batches = []
-    for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
-        inputs = tokenizer.pad([{k: encoded[k][i] for k in keys} for i in batch], return_tensors="pt")
+    for batch, inputs in padded_batches(tokenizer, encoded, batch_size, "pt"):
         inputs["labels"] = torch.tensor([label2id[sample.labels[i]] for i in batch])
         batches.append(dict(inputs))
     return batches

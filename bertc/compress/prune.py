@@ -18,12 +18,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bertc.artifact import check_output, load_artifact, save_artifact, to_jsonable
+from bertc.artifact import check_output, load_artifact, save_artifact
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.compress.importance import ImportanceScores, compute_importance
 from bertc.compress.options import DistillLoss, TaskData
+from bertc.data.labels import check_known_labels
 from bertc.errors import BertcError
 from bertc.finetune.config import TrainConfig
+from bertc.jsonio import to_jsonable
 from bertc.modeling import (
     base_model,
     encoder_layers,
@@ -227,11 +229,8 @@ def check_against_model(config: PruneConfig, model) -> None:
 
 
 def check_labels(data, labels: list) -> None:
-    known = {str(label) for label in labels}
-    unknown = sorted({str(label) for label in [*data.train.labels, *data.eval.labels]} - known)
-    if unknown:
-        raise BertcError(f"{data.train.source} has labels the model does not know ({', '.join(unknown[:5])}); "
-                         f"the model predicts {', '.join(map(str, labels))}. Pass --data of the same task")
+    check_known_labels([*data.train.labels, *data.eval.labels], labels, data.train.source,
+                       "Pass --data of the same task")
 
 
 def layer_drops_needed(config: PruneConfig, num_layers: int, steps_left: int) -> int:

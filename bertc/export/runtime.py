@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -80,13 +81,9 @@ class OnnxPredictor:
         return {name: encoded[name].astype(np.int64) for name in self.input_names}
 
     def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        from bertc.inference import length_sorted_batches
-
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for batch in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
-            features = [{name: encoded[name][i] for name in self.input_names} for i in batch]
-            padded = self.tokenizer.pad(features, return_tensors="np")
+        for batch, padded in padded_batches(self.tokenizer, encoded, self.batch_size, "np", self.input_names):
             feeds = {name: padded[name].astype(np.int64) for name in self.input_names}
             out[batch] = self.session.run(["logits"], feeds)[0]
         return out

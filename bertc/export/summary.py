@@ -8,10 +8,11 @@ from rich.table import Table
 
 from bertc.artifact import read_manifest
 from bertc.console import console
+from bertc.formatting import pct as percent
 
 
 def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    return "-" if value is None else f"{percent(value)}%"
 
 
 def verification_table(result: dict, title: str) -> Table:

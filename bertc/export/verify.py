@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bertc.data import TextDataset
+from bertc.data.labels import check_known_labels
 from bertc.errors import BertcError
 
 # Used only when no labelled data is given or recorded: logits and labels can still be compared.
@@ -59,11 +60,7 @@ def verification_samples(data: str | None, task: dict, split: str, max_samples: 
 def check_samples_fit(samples: Samples, labels: list) -> None:
     if not samples.labelled:
         return
-    known = {str(label) for label in labels}
-    unknown = sorted({str(label) for label in samples.dataset.labels} - known)
-    if unknown:
-        raise BertcError(f"{samples.source} has labels the model does not know ({', '.join(unknown[:5])}); "
-                         f"the model predicts {', '.join(map(str, labels))}. Pass --data with this task's labels")
+    check_known_labels(samples.dataset.labels, labels, samples.source, "Pass --data with this task's labels")
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, samples: Samples, labels: list) -> dict:
@@ -89,7 +86,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, samples: Samples, labe
 
 def eval_report(logits: np.ndarray, samples: Samples, labels: list) -> dict:
     """The classification report (as in ``bertc evaluate``) of ``logits`` on labelled samples."""
-    from bertc.bench.accuracy import classification_report
+    from bertc.metrics import classification_report
 
     index = {str(label): i for i, label in enumerate(labels)}
     report = classification_report([index[str(label)] for label in samples.dataset.labels], logits.argmax(-1),

@@ -18,13 +18,13 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
-from bertc.bench.accuracy import quick_metrics
 from bertc.data import PreparedData
 from bertc.data.batching import to_hf_dataset
 from bertc.errors import BertcError
-from bertc.finetune.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log
+from bertc.finetune.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log, unwrap
 from bertc.finetune.config import TrainConfig
 from bertc.finetune.optim import build_optimizer, build_scheduler
+from bertc.metrics import quick_metrics
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "train_config.json"
@@ -206,16 +206,12 @@ def train_model(model, tokenizer, data: PreparedData, label2id: dict, config: Tr
         "device": device,
     }
     distributed = gather_parameter_hashes(model) if torch.distributed.is_initialized() else None
-    return TrainResult(model=unwrap_model(model), metrics=metrics, log_file=log_file, distributed=distributed)
-
-
-def unwrap_model(model):
-    return getattr(model, "module", model)
+    return TrainResult(model=unwrap(model), metrics=metrics, log_file=log_file, distributed=distributed)
 
 
 def parameter_hash(model) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(unwrap_model(model).state_dict().items()):
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

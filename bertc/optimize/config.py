@@ -160,9 +160,3 @@ def parse_duration(text: str | None) -> float | None:
     return seconds
 
 
-def points(value: float) -> str:
-    return f"{value:g} point" + ("" if value == 1 else "s")
-
-
-def fmt(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

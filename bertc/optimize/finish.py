@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from bertc.optimize.config import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE, SelectConfig, points
+from bertc.formatting import pct, points, ratio, signed
+from bertc.optimize.config import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE, SelectConfig
 
 
 def finish_run(out: Path, baseline: Path, candidates: list[Path], select: SelectConfig, bench_config, target: str,
@@ -61,25 +62,20 @@ def summary_markdown(summary: dict, select: SelectConfig) -> str:
     return "\n".join(text)
 
 
+def gain(drop_points: float | None) -> float | None:
+    return None if drop_points is None else -drop_points
+
+
 def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
-    def pct(value):
-        return "-" if value is None else f"{100 * value:.2f}"
-
-    def signed(value):
-        return "-" if value is None else f"{-value + 0.0:+.2f}"
-
-    def ratio(value):
-        return "-" if value is None else f"{value:.3g}x"
-
     header = ["variant", "selection %", "Δ", "test %", "Δ", "p50 ms", "vs fine-tuned", "vs standard", ""]
     lines = []
     for row in summary["rows"]:
         mark = "baseline" if row["baseline"] else ("over budget" if not row["within_budget"] else "")
         if row["name"] == summary["winner"]:
             mark = "shipped" if not mark else f"{mark}, shipped"
-        lines.append([row["name"], pct(row["accuracy"]), signed(row["drop_points"]), pct(row.get("test_accuracy")),
-                      signed(row.get("test_drop_points")), f"{row['p50_ms']:.3g}", ratio(row["speedup"]),
-                      ratio(row.get("vs_standard")), mark])
+        lines.append([row["name"], pct(row["accuracy"]), signed(gain(row["drop_points"])),
+                      pct(row.get("test_accuracy")), signed(gain(row.get("test_drop_points"))),
+                      f"{row['p50_ms']:.3g}", ratio(row["speedup"]), ratio(row.get("vs_standard")), mark])
     return header, lines
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bertc.errors import BertcError
+from bertc.formatting import duration, points
 from bertc.optimize.config import (
     DISTILL_LR,
     FINETUNE_LR,
@@ -31,8 +32,6 @@ from bertc.optimize.config import (
     STATE_FILE,
     OptimizeConfig,
     SelectConfig,
-    fmt,
-    points,
 )
 from bertc.optimize.finish import finish_run
 from bertc.optimize.plan import DataPlan, Probe, check_cuda, measure, plan_data
@@ -88,7 +87,7 @@ def start_out_dir(out: Path, record: dict, overwrite: bool, previous: dict | Non
 
 def config_record(config: OptimizeConfig) -> dict:
     """The options a resumed run must share with the interrupted one (the time budget may change)."""
-    from bertc.artifact import to_jsonable
+    from bertc.jsonio import to_jsonable
 
     record = to_jsonable(config)
     record.pop("time_budget")
@@ -140,9 +139,9 @@ class Run:
         if config.start_from is None and budget is not None:
             rows = min(plan.train_rows, config.setting("finetune_samples") or plan.train_rows)
             need = run.costs.finetune(rows, config.setting("finetune_epochs")) + run.finish_estimate([])
-            message = (f"--time-budget {fmt(budget)} is too small to fine-tune even once: {rows} samples x "
+            message = (f"--time-budget {duration(budget)} is too small to fine-tune even once: {rows} samples x "
                        f"{config.setting('finetune_epochs'):g} epochs at the measured {probe.train_rate:.0f} "
-                       f"samples/s plus the final bench take about {fmt(need)}")
+                       f"samples/s plus the final bench take about {duration(need)}")
             if need > budget and config.time_budget is not None:
                 raise BertcError(f"{message}; give at least --time-budget {math.ceil(need / 60)}m, fewer "
                                  "--finetune-samples, or --from a fine-tuned artifact")
@@ -155,7 +154,7 @@ class Run:
                               "shape": dataclasses.asdict(probe.shape)}
         console.print(f"optimizing for {config.target}: {len(candidates)} candidates, accuracy budget "
                       f"{points(config.max_accuracy_drop)} on {plan.selection_rows} rows of {plan.selection}"
-                      + (f", time budget {fmt(budget)}" if budget else ""), soft_wrap=True)
+                      + (f", time budget {duration(budget)}" if budget else ""), soft_wrap=True)
         return run
 
     # -------------------------------------------------------------------------------------- stages
@@ -181,7 +180,7 @@ class Run:
             return None
         else:
             console.print(f"[bold]{stage.name}[/bold]: {stage.kind} of {stage.input or 'the pretrained model'} "
-                          f"(about {fmt(estimate)})", soft_wrap=True)
+                          f"(about {duration(estimate)})", soft_wrap=True)
             begin = time.monotonic()
             try:
                 run_stage(stage, self.stages_dir, self.inputs, self.resume)
@@ -312,7 +311,7 @@ class Run:
 
     def save(self) -> None:
         """The state and the recipe of what was built so far, after every step (an interrupted run has both)."""
-        from bertc.console import write_json
+        from bertc.jsonio import write_json
         from bertc.optimize.recipe import Recipe, write_recipe
 
         self.state["elapsed_seconds"] = round(time.monotonic() - self.started, 1)
@@ -338,7 +337,7 @@ class Run:
         ordered = order_candidates(self.candidates, probe.shape, probe.seq_len, self.config.target)
         console.print("plan (fastest expected first; estimates from the measured "
                       f"{probe.train_rate:.0f} training samples/s): " + ", ".join(
-                          f"{c.name} ~{self.searcher.expected(c):.1f}x, {fmt(self.estimate(c))}" for c in ordered),
+                          f"{c.name} ~{self.searcher.expected(c):.1f}x, {duration(self.estimate(c))}" for c in ordered),
                       soft_wrap=True)
         for candidate in ordered:
             record = {"candidate": candidate.spec, "name": candidate.name,

@@ -110,7 +110,7 @@ def interrupted_markers(kind: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------------- configs <-> dicts
 
 def config_to_dict(config) -> dict:
-    from bertc.artifact import to_jsonable
+    from bertc.jsonio import to_jsonable
 
     return to_jsonable(config)
 
@@ -316,7 +316,8 @@ def run_recipe(path: Path | str, out: Path | str, *, resume: bool = False, overw
     import shutil
 
     from bertc.artifact import is_artifact
-    from bertc.console import console, write_json
+    from bertc.console import console
+    from bertc.jsonio import write_json
     from bertc.optimize.config import STATE_FILE
     from bertc.optimize.finish import finish_run
     from bertc.optimize.optimize import check_out_dir, start_out_dir

@@ -1,0 +1,19 @@
+"""The one check that data and a model speak about the same classes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bertc.errors import BertcError
+
+
+def check_known_labels(found: Iterable, known: Iterable, source: str, fix: str) -> None:
+    """Fail naming the labels of ``found`` (from ``source``) that are not among the model's ``known`` labels.
+
+    Labels compare as text, the way manifests store them.
+    """
+    known = [str(label) for label in known]
+    unknown = sorted({str(label) for label in found} - set(known))
+    if unknown:
+        raise BertcError(f"{source} has labels the model does not know ({', '.join(unknown[:5])}); the model "
+                         f"predicts {', '.join(known)}. {fix}")
