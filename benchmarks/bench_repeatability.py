@@ -29,9 +29,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bertc.artifact import load_tokenizer, read_manifest  # noqa: E402
-from bertc.bench.bench import BenchConfig, bench  # noqa: E402
+from bertc.bench.bench import bench  # noqa: E402
+from bertc.bench.config import BenchConfig  # noqa: E402
 from bertc.bench.latency import Runner, Setting, make_batches, measure, open_backend  # noqa: E402
-from bertc.data import Columns, read_eval_data  # noqa: E402
+from bertc.data.config import Columns  # noqa: E402
+from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment, usable_cores  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -105,7 +107,8 @@ def main() -> None:
         work = Path(tmp)
         onnx_dir = args.onnx
         if onnx_dir is None:
-            from bertc.export.onnx import ExportConfig, export
+            from bertc.export.config import ExportConfig
+            from bertc.export.onnx import export
 
             started = time.perf_counter()
             onnx_dir = export(args.model, ExportConfig(data=args.data, verify_samples=200 if args.quick else 1000),

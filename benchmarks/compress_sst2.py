@@ -46,13 +46,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bertc.artifact import is_artifact, load_model, load_tokenizer, read_manifest  # noqa: E402
-from bertc.compress.distill import DistillConfig, distill  # noqa: E402
-from bertc.compress.options import DistillLoss, TaskData  # noqa: E402
-from bertc.compress.prune import PruneConfig, prune  # noqa: E402
-from bertc.data import Columns, read_eval_data  # noqa: E402
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig, TaskData  # noqa: E402
+from bertc.compress.distill import distill  # noqa: E402
+from bertc.compress.prune import prune  # noqa: E402
+from bertc.data.config import Columns  # noqa: E402
+from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment  # noqa: E402
-from bertc.finetune import TrainConfig  # noqa: E402
 from bertc.inference import TorchPredictor, score_dataset  # noqa: E402
+from bertc.training.config import TrainConfig  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 PARENT = REPO.parent / "runs" / "minilm-sst2-16k"
@@ -204,8 +205,9 @@ def main() -> None:
 
 def quick_parent(out: Path) -> Path:
     """A barely trained parent for --quick when the real one is missing (the numbers mean nothing)."""
-    from bertc.data import DataConfig
-    from bertc.finetune import FinetuneConfig, finetune
+    from bertc.data.config import DataConfig
+    from bertc.finetune.config import FinetuneConfig
+    from bertc.finetune.finetune import finetune
 
     config = FinetuneConfig(data=DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
                                             max_train_samples=64, max_eval_samples=32),

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bertc.artifact import read_manifest
     from bertc.console import console
-    from bertc.data import Columns, read_eval_data
+    from bertc.data.config import Columns
+    from bertc.data.prepare import read_eval_data
     from bertc.environment import environment, usable_cores
     from bertc.jsonio import write_json
 
@@ -144,8 +145,9 @@ def parse_args(argv):
 
 
 def build_variants(group: str, src: Path, work: Path, args) -> list[Variant]:
-    from bertc.export.onnx import ExportConfig, export
-    from bertc.export.quantize import QuantizeConfig, StaticQuantConfig, TorchDynamicConfig, quantize
+    from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig
+    from bertc.export.onnx import export
+    from bertc.export.quantize import quantize
 
     verify = 100 if args.quick else 1000
     label = "" if group == "parent" else "pruned "

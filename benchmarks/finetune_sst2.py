@@ -25,10 +25,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bertc.data import DataConfig  # noqa: E402
+from bertc.data.config import DataConfig  # noqa: E402
 from bertc.data.load import read_dataset  # noqa: E402
 from bertc.environment import environment  # noqa: E402
-from bertc.finetune import FinetuneConfig, TrainConfig, finetune  # noqa: E402
+from bertc.finetune.config import FinetuneConfig  # noqa: E402
+from bertc.finetune.finetune import finetune  # noqa: E402
+from bertc.training.config import TrainConfig  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 

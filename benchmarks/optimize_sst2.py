@@ -36,10 +36,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bertc.bench.bench import BenchConfig, bench  # noqa: E402
+from bertc.bench.bench import bench  # noqa: E402
+from bertc.bench.config import BenchConfig  # noqa: E402
 from bertc.bench.report import reference_setting, row_at  # noqa: E402
 from bertc.environment import environment  # noqa: E402
-from bertc.optimize import OptimizeConfig, optimize  # noqa: E402
+from bertc.optimize.config import OptimizeConfig  # noqa: E402
+from bertc.optimize.optimize import optimize  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 BAR = {"max_drop_points": 1.0, "min_speedup_vs_pytorch": 8.0, "min_speedup_vs_standard": 1.8}

@@ -12,7 +12,7 @@ __all__ = ["BertcError", "__version__", "evaluate", "finetune", "load_artifact",
 def __getattr__(name):
     # Heavy stages import lazily so `import bertc` and `bertc --help` stay fast.
     if name == "finetune":
-        from bertc.finetune import finetune
+        from bertc.finetune.finetune import finetune
 
         return finetune
     if name in ("evaluate", "predict"):

@@ -53,8 +53,7 @@ LabelColumn = Annotated[str | None, typer.Option(help="Label column (auto-detect
 def data_config(train, eval_, text_column, text_pair_column, label_column, max_train_samples, max_eval_samples,
                 val_fraction, no_clean, augment, augment_factor, augment_probability, seed, cls=None):
     """The data options of a training command as a DataConfig (or ``cls``: prune/distill's TaskData)."""
-    from bertc.data import DataConfig
-    from bertc.data.augment import AugmentConfig
+    from bertc.data.config import AugmentConfig, DataConfig
 
     strategies = tuple(s.strip() for s in augment.split(",") if s.strip()) if augment else ()
     return (cls or DataConfig)(
@@ -70,8 +69,8 @@ def train_config(**options):
     """A TrainConfig from command options; closed choices are checked against the config's own Literal types."""
     from typing import get_args
 
-    from bertc.finetune import TrainConfig
-    from bertc.finetune import config as train_types
+    from bertc.training import config as train_types
+    from bertc.training.config import TrainConfig
 
     for name, choices in (("optimizer", train_types.Optimizer), ("schedule", train_types.Schedule),
                           ("precision", train_types.Precision), ("device", train_types.Device)):
@@ -128,7 +127,8 @@ def finetune_cmd(
     overwrite: Overwrite = False,
 ):
     """Fine-tune a BERT-family encoder on labelled text."""
-    from bertc.finetune import FinetuneConfig, finetune
+    from bertc.finetune.config import FinetuneConfig
+    from bertc.finetune.finetune import finetune
 
     config = FinetuneConfig(
         model=model, trust_remote_code=trust_remote_code,
@@ -183,7 +183,7 @@ def evaluate_cmd(
     """Accuracy, macro-F1, per-class precision/recall and confusion matrix on labelled data."""
     from bertc.artifact import read_manifest
     from bertc.console import console, print_classification, print_confusion
-    from bertc.data import Columns
+    from bertc.data.config import Columns
     from bertc.inference import evaluate, task_columns
     from bertc.jsonio import write_json
 
@@ -274,7 +274,8 @@ def bench_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ):
     """Latency, throughput, memory, size and accuracy of every variant, measured side by side."""
-    from bertc.bench.bench import BenchConfig, bench, parse_int_list, parse_seq_lens
+    from bertc.bench.bench import bench
+    from bertc.bench.config import BenchConfig, parse_int_list, parse_seq_lens
     from bertc.bench.report import console_tables
     from bertc.console import console
 
@@ -343,7 +344,7 @@ LoggingSteps = Annotated[int, typer.Option(help="Log every N steps.")]
 
 
 def distill_loss(temperature, soft_weight, hard_weight, hidden_weight, attention_weight):
-    from bertc.compress.options import DistillLoss
+    from bertc.compress.config import DistillLoss
 
     return DistillLoss(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight,
                        hidden_weight=hidden_weight, attention_weight=attention_weight)
@@ -460,8 +461,8 @@ def prune_cmd(
     overwrite: Overwrite = False,
 ):
     """Structurally prune heads, layers and FFN neurons by importance; optionally recover by training."""
-    from bertc.compress.options import TaskData
-    from bertc.compress.prune import PruneConfig, prune
+    from bertc.compress.config import PruneConfig, TaskData
+    from bertc.compress.prune import prune
 
     check_choice("--layer-strategy", layer_strategy, ("importance", "top", "alternate"))
     check_choice("--importance", importance, ("auto", "gradient", "magnitude"))
@@ -537,8 +538,8 @@ def distill_cmd(
     overwrite: Overwrite = False,
 ):
     """Distil a teacher artifact into a smaller student (soft labels, optionally hidden states and attention)."""
-    from bertc.compress.distill import DistillConfig, distill
-    from bertc.compress.options import TaskData
+    from bertc.compress.config import DistillConfig, TaskData
+    from bertc.compress.distill import distill
 
     layer_list = int_list("--student-layers", student_layers)
     count = layer_list[0] if student is None and len(layer_list) == 1 and "," not in student_layers else None
@@ -586,7 +587,8 @@ def export_cmd(
     overwrite: Overwrite = False,
 ):
     """Export to ONNX, fuse with ONNX Runtime, check the fusion and verify against PyTorch on real samples."""
-    from bertc.export.onnx import ExportConfig, export
+    from bertc.export.config import ExportConfig
+    from bertc.export.onnx import export
     from bertc.export.summary import print_export
 
     if not onnx:
@@ -627,7 +629,8 @@ def quantize_cmd(
     overwrite: Overwrite = False,
 ):
     """Quantize (int8 dynamic/static, fp16, PyTorch int8) and measure the result against its parent."""
-    from bertc.export.quantize import QuantizeConfig, method_config, quantize
+    from bertc.export.config import QuantizeConfig, method_config
+    from bertc.export.quantize import quantize
     from bertc.export.summary import print_quantize
 
     config = QuantizeConfig(
@@ -681,8 +684,8 @@ def optimize_cmd(
     overwrite: Overwrite = False,
 ):
     """From labelled data to the fastest model within an accuracy budget: search, bench, report, ship DIR/best."""
-    from bertc.optimize import OptimizeConfig, optimize
-    from bertc.optimize.config import parse_duration, parse_number
+    from bertc.optimize.config import OptimizeConfig, parse_duration, parse_number
+    from bertc.optimize.optimize import optimize
 
     check_choice("--target", target, ("cpu", "cuda"))
     check_choice("--preset", preset, ("quick", "full"))

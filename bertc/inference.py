@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from bertc.artifact import load_model, load_tokenizer, read_manifest
-from bertc.data import Columns, TextDataset
 from bertc.data.batching import padded_batches
+from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
+from bertc.data.load import TextDataset
 from bertc.errors import BertcError
 from bertc.metrics import classification_report
 
@@ -113,7 +114,7 @@ def task_columns(manifest: dict, text: str | None = None, pair: str | None = Non
 def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
              max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
     """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
-    from bertc.data import read_eval_data
+    from bertc.data.prepare import read_eval_data
 
     manifest = read_manifest(path)
     columns = columns or task_columns(manifest)

@@ -84,7 +84,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def quick_train_config(**overrides):
-    from bertc.finetune import TrainConfig
+    from bertc.training.config import TrainConfig
 
     options = dict(epochs=1, batch_size=16, lr=5e-4, device="cpu", save_steps=1000, logging_steps=5, max_length=32)
     options.update(overrides)
@@ -94,8 +94,9 @@ def quick_train_config(**overrides):
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, tiny_bert_dir, tiny_data) -> Path:
     """A fine-tuned bertc artifact of the tiny BERT that has learned the tiny task (~90 steps, seconds)."""
-    from bertc.data import DataConfig
-    from bertc.finetune import FinetuneConfig, finetune
+    from bertc.data.config import DataConfig
+    from bertc.finetune.config import FinetuneConfig
+    from bertc.finetune.finetune import finetune
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny-finetuned"
     config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), model=str(tiny_bert_dir),

@@ -13,13 +13,12 @@ import os
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from bertc.artifact import is_artifact, read_manifest
+from bertc.bench.config import BenchConfig
 from bertc.bench.latency import (
     Runner,
     Setting,
@@ -39,68 +38,6 @@ RESULTS_FORMAT = "bertc-bench-results"
 RESULTS_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin")
 KINDS = ("pytorch", "pytorch-quantized", "onnx")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    data: str  # labelled data: a file, a directory (its --split file) or a Hub dataset id
-    split: str = "test"  # split to use when --data is a directory or Hub id
-    text_column: str | None = None  # text column (default: the one the baseline was trained with)
-    text_pair_column: str | None = None  # second text column (default: the baseline's)
-    label_column: str | None = None  # label column (default: the baseline's)
-    max_samples: int | None = None  # use only the first N rows of the data
-    device: Literal["cpu", "cuda"] = "cpu"  # where the variants run: cpu or cuda
-    threads: int | None = None  # CPU threads for each variant (default: all usable cores)
-    batch_sizes: tuple[int, ...] = (1, 8, 32)  # batch sizes to time
-    seq_lens: tuple[int | str, ...] = ("real",)  # "real" (the data's own lengths, no padding to max) or fixed lengths
-    warmup: int = 10  # untimed calls per variant and setting before timing
-    runs: int = 100  # timed calls per variant and setting
-    duration: float | None = None  # seconds of timed calls per variant and setting (replaces --runs)
-    rounds: int = 10  # interleaved rounds the timed calls are split into (the spread is taken over them)
-    baseline: str | None = None  # the variant the others are compared with (default: the first)
-    accuracy: bool = True  # measure accuracy and macro-F1 on the data
-    memory: bool = True  # measure the peak memory of each variant in a child process
-    standard_recipe: bool = False  # also bench PyTorch eager and ORT-optimized dynamic int8 of the unpruned parent
-    seed: int = 0  # seed of the order in which real sentences are batched
-
-    def __post_init__(self):
-        problems = []
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
-            problems.append(f"--batch-sizes needs positive integers, got {list(self.batch_sizes)}")
-        if not self.seq_lens or any(s != "real" and (not isinstance(s, int) or s < 2) for s in self.seq_lens):
-            problems.append(f"--seq-len needs 'real' or lengths of at least 2, got {list(self.seq_lens)}")
-        for flag, value, low in (("--threads", self.threads, 1), ("--max-samples", self.max_samples, 1),
-                                 ("--warmup", self.warmup, 0), ("--runs", self.runs, 1), ("--rounds", self.rounds, 1)):
-            if value is not None and value < low:
-                problems.append(f"{flag} must be at least {low}, got {value}")
-        if self.duration is not None and self.duration <= 0:
-            problems.append(f"--duration must be positive, got {self.duration}")
-        if problems:
-            raise BertcError("; ".join(problems))
-
-
-def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as err:
-        raise BertcError(f"{flag} {text!r} is not a comma-separated list of integers, e.g. 1,8,32") from err
-
-
-def parse_seq_lens(text: str) -> tuple[int | str, ...]:
-    """``real``, ``32,128`` or a mix such as ``real,128``."""
-    values = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part == "real":
-            values.append("real")
-        elif part.isdigit():
-            values.append(int(part))
-        else:
-            raise BertcError(f"--seq-len {text!r}: {part!r} is neither 'real' nor a length; e.g. real or 32,128")
-    return tuple(values)
 
 
 def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, overwrite: bool = False) -> dict:
@@ -237,7 +174,8 @@ def check_variants(variants: list[dict], config: BenchConfig) -> None:
 
 
 def read_data(config: BenchConfig, variants: list[dict]):
-    from bertc.data import Columns, read_eval_data
+    from bertc.data.config import Columns
+    from bertc.data.prepare import read_eval_data
 
     task = variants[0]["_manifest"].get("task", {})
     if config.text_pair_column and not task.get("text_pair_column"):
@@ -444,8 +382,9 @@ def read_results(path: Path | str) -> dict:
 def standard_recipe_functions():
     """bertc's ONNX export and quantize stages, which the standard-recipe comparison runs."""
     try:
-        from bertc.export.onnx import ExportConfig, export
-        from bertc.export.quantize import QuantizeConfig, quantize
+        from bertc.export.config import ExportConfig, QuantizeConfig
+        from bertc.export.onnx import export
+        from bertc.export.quantize import quantize
     except ImportError as err:
         raise BertcError("--standard-recipe needs bertc's export module (bertc.export.onnx and bertc.export."
                          "quantize), which this installation lacks; run without --standard-recipe") from err

@@ -4,7 +4,7 @@ The loss is soft-label KL with a temperature plus hard-label cross-entropy; Tiny
 compare hidden states and attention maps of mapped layers. Both work when the student has fewer layers, fewer
 heads or a smaller FFN than the teacher: hidden states are compared per token (the hidden size must match) and
 attention maps after averaging over heads, so head counts need not agree. Training is bertc's one loop,
-:func:`bertc.finetune.trainer.train_model`, with a Trainer subclass that swaps the loss.
+:func:`bertc.training.trainer.train_model`, with a Trainer subclass that swaps the loss.
 """
 
 from __future__ import annotations
@@ -12,49 +12,19 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 from bertc.artifact import check_output, load_artifact, parent_record, save_artifact
+from bertc.compress.config import DistillConfig, DistillLoss
 from bertc.compress.flops import compare_sizes, size_report
-from bertc.compress.options import DistillLoss, TaskData
 from bertc.compress.prune import check_labels, evaluate_model, every_other_layer, keep_layers_
 from bertc.errors import BertcError
-from bertc.finetune.config import TrainConfig
-from bertc.finetune.trainer import BertcTrainer, train_model
 from bertc.modeling import PrunedAttention, encoder_layers, head_size
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    data: TaskData = field(default_factory=TaskData)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    loss: DistillLoss = field(default_factory=DistillLoss)
-    student: str | None = None  # an existing artifact to train as the student (e.g. a pruned one)
-    student_layers: int | None = None  # make the student from the teacher with K evenly spaced layers
-    layer_map: tuple[int, ...] | None = None  # the teacher layer of each student layer (0-based)
-
-    def __post_init__(self):
-        problems = []
-        if self.student_layers is not None and self.student_layers < 1:
-            problems.append(f"--student-layers must be at least 1, got {self.student_layers}")
-        if self.student is not None and self.student_layers is not None:
-            problems.append("--student-layers K makes a student from the teacher; with --student give the layer "
-                            "mapping as --student-layers 0,2,5 instead")
-        if self.student is None and self.student_layers is None and self.layer_map is None:
-            problems.append("no student: pass --student DIR (an artifact) or --student-layers K to make one from "
-                            "the teacher")
-        if self.layer_map is not None:
-            if not self.layer_map or any(i < 0 for i in self.layer_map):
-                problems.append(f"the layer mapping must list 0-based teacher layers, got {list(self.layer_map)}")
-            elif self.student is None and list(self.layer_map) != sorted(set(self.layer_map)):
-                problems.append(f"a student made from teacher layers {list(self.layer_map)} needs them distinct and "
-                                "in increasing order")
-        if problems:
-            raise BertcError("; ".join(problems))
+from bertc.training.config import TrainConfig
+from bertc.training.trainer import BertcTrainer, train_model
 
 
 def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, overwrite: bool = False,
@@ -62,9 +32,9 @@ def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, over
     """Distil the artifact ``teacher`` into a student and write it to ``out``."""
     from transformers import set_seed
 
-    from bertc.data import prepare_data
-    from bertc.finetune.finetune import task_record, work_dir_for
-    from bertc.finetune.trainer import check_device, is_main_process, remove_work_dir
+    from bertc.data.prepare import prepare_data
+    from bertc.finetune.finetune import task_record
+    from bertc.training.trainer import check_device, is_main_process, remove_work_dir, work_dir_for
 
     teacher, out = Path(teacher), check_output(out, overwrite, inputs=(teacher, config.student))
     check_device(config.train)

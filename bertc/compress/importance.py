@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bertc.data import TextDataset
 from bertc.data.batching import encode, padded_batches
+from bertc.data.load import TextDataset
 from bertc.modeling import PrunedAttention, base_model, encoder_layers, head_size, layer_heads
 
 

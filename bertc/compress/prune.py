@@ -11,20 +11,17 @@ import copy
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
 from bertc.artifact import check_output, load_artifact, save_artifact
+from bertc.compress.config import PruneConfig
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.compress.importance import ImportanceScores, compute_importance
-from bertc.compress.options import DistillLoss, TaskData
 from bertc.data.labels import check_known_labels
 from bertc.errors import BertcError
-from bertc.finetune.config import TrainConfig
 from bertc.jsonio import to_jsonable
 from bertc.modeling import (
     base_model,
@@ -36,67 +33,7 @@ from bertc.modeling import (
     record_layer_shapes_,
 )
 
-LayerStrategy = Literal["importance", "top", "alternate"]
-ImportanceMethod = Literal["auto", "gradient", "magnitude"]
 IMPORTANCE_FILE = "importance.json"
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    heads: int | None = None  # keep the N most important attention heads in every layer
-    heads_global: int | None = None  # keep the N most important heads ranked across layers (layers may differ)
-    heads_global_ratio: float | None = None  # keep this share of the heads, ranked across layers
-    layers: int | None = None  # keep K encoder layers, chosen by --layer-strategy
-    drop_layers: tuple[int, ...] = ()  # remove these encoder layers (0-based)
-    layer_strategy: LayerStrategy = "importance"  # importance, top (drop the top layers) or alternate (every other)
-    ffn: float | None = None  # keep this share of the intermediate neurons of every feed-forward block
-    ffn_size: int | None = None  # keep N intermediate neurons in every feed-forward block
-    importance: ImportanceMethod = "auto"  # gradient (needs data), magnitude, or auto: gradient when data exists
-    importance_samples: int = 512  # labelled examples used to score heads, neurons and layers
-    data: TaskData = field(default_factory=TaskData)
-    recover: TrainConfig | None = None  # fine-tune after pruning with these options (None: no recovery)
-    distill: bool = False  # recover by distilling from the unpruned parent instead of plain fine-tuning
-    distill_loss: DistillLoss = field(default_factory=DistillLoss)
-    iterative: int = 1  # prune in S steps with importance re-scored (and recovery) after each
-
-    def __post_init__(self):
-        problems = []
-        if self.heads is not None and self.heads < 1:
-            problems.append(f"--heads must be at least 1, got {self.heads}")
-        if self.heads_global is not None and self.heads_global < 1:
-            problems.append(f"--heads-global must be at least 1 head, got {self.heads_global}")
-        if self.heads_global_ratio is not None and not 0 < self.heads_global_ratio <= 1:
-            problems.append(f"--heads-global as a share must be in (0, 1], got {self.heads_global_ratio}")
-        if sum(x is not None for x in (self.heads, self.heads_global, self.heads_global_ratio)) > 1:
-            problems.append("give only one of --heads and --heads-global")
-        if self.layers is not None and self.layers < 1:
-            problems.append(f"--layers must be at least 1, got {self.layers}")
-        if self.layers is not None and self.drop_layers:
-            problems.append("give only one of --layers and --drop-layers")
-        if any(i < 0 for i in self.drop_layers):
-            problems.append(f"--drop-layers takes 0-based layer indices, got {list(self.drop_layers)}")
-        if self.ffn is not None and not 0 < self.ffn <= 1:
-            problems.append(f"--ffn must be a fraction in (0, 1], got {self.ffn}")
-        if self.ffn_size is not None and self.ffn_size < 1:
-            problems.append(f"--ffn-size must be at least 1, got {self.ffn_size}")
-        if self.ffn is not None and self.ffn_size is not None:
-            problems.append("give only one of --ffn and --ffn-size")
-        if not self.prunes_anything:
-            problems.append("nothing to prune: give --heads, --heads-global, --layers, --drop-layers, --ffn or "
-                            "--ffn-size")
-        if self.importance_samples < 1:
-            problems.append(f"--importance-samples must be at least 1, got {self.importance_samples}")
-        if self.iterative < 1:
-            problems.append(f"--iterative must be at least 1, got {self.iterative}")
-        if self.distill and self.recover is None:
-            problems.append("--distill trains the pruned model; give --recover-epochs or --recover-steps too")
-        if problems:
-            raise BertcError("; ".join(problems))
-
-    @property
-    def prunes_anything(self) -> bool:
-        return any(x is not None for x in (self.heads, self.heads_global, self.heads_global_ratio, self.layers,
-                                           self.ffn, self.ffn_size)) or bool(self.drop_layers)
 
 
 def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: bool = False,
@@ -106,9 +43,8 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     Every step leaves a snapshot (the pruned model, then the recovered one) in the work directory beside ``out``,
     so with ``resume`` an interrupted run reloads finished steps and continues recovery from its last checkpoint.
     """
-    from bertc.data import prepare_data
-    from bertc.finetune.finetune import work_dir_for
-    from bertc.finetune.trainer import CONFIG_FILE, check_device, remove_work_dir, resolve_device
+    from bertc.data.prepare import prepare_data
+    from bertc.training.trainer import CONFIG_FILE, check_device, remove_work_dir, resolve_device, work_dir_for
 
     src, out = Path(src), check_output(out, overwrite, inputs=(src,))
     device = check_device(config.recover) if config.recover else resolve_device("auto")
@@ -397,7 +333,7 @@ def recover(model, tokenizer, data, label2id: dict, config: PruneConfig, work_di
         return distill_model(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
                              layer_map=origins, work_dir=work_dir, resume=resume,
                              description="recovery (distilling)")
-    from bertc.finetune.trainer import train_model
+    from bertc.training.trainer import train_model
 
     return train_model(model, tokenizer, data, label2id, config.recover, work_dir, resume=resume,
                        description="recovery")
@@ -411,7 +347,7 @@ RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
 def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
     """Check an interrupted run's leftovers against this one; without ``resume`` they are an error, as in
     `bertc finetune`, so a long recovery is never thrown away by accident."""
-    from bertc.finetune.trainer import check_resume_record
+    from bertc.training.trainer import check_resume_record
 
     saved = work_dir / RUN_FILE
     if resume:

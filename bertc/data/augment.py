@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
+from bertc.data.config import AugmentConfig
 from bertc.data.load import TextDataset
-from bertc.errors import BertcError
 
 
 def delete_words(words: list[str], rng: random.Random, p: float) -> list[str]:
@@ -25,24 +24,6 @@ def swap_words(words: list[str], rng: random.Random, p: float) -> list[str]:
 
 
 STRATEGIES = {"delete": delete_words, "swap": swap_words}
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    strategies: tuple[str, ...] = ()  # augmentation strategies: delete, swap
-    factor: float = 1.0  # augmented copies per training example (fractions allowed)
-    probability: float = 0.1  # share of words deleted or swapped per copy
-    seed: int = 0  # augmentation seed
-
-    def __post_init__(self):
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown:
-            raise BertcError(f"unknown --augment strategy {', '.join(unknown)}; choose from "
-                             f"{', '.join(STRATEGIES)}")
-        if self.factor < 0:
-            raise BertcError(f"--augment-factor must be >= 0, got {self.factor}")
-        if not 0 < self.probability < 1:
-            raise BertcError(f"--augment-probability must be in (0, 1), got {self.probability}")
 
 
 def augment(dataset: TextDataset, config: AugmentConfig) -> TextDataset:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bertc.data.config import Columns
 from bertc.errors import BertcError
 
 EXTENSIONS = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
@@ -57,13 +58,6 @@ def sort_labels(labels) -> list:
     if all(isinstance(label, int) for label in labels):
         return sorted(labels)
     return sorted(str(label) for label in labels)
-
-
-@dataclass(frozen=True)
-class Columns:
-    text: str | None = None  # name of the text column (auto-detected when None)
-    pair: str | None = None  # name of the second text column for sentence-pair tasks
-    label: str | None = None  # name of the label column (auto-detected when None)
 
 
 def find_split_file(directory: Path, split: str) -> Path | None:

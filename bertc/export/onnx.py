@@ -18,9 +18,7 @@ import logging
 import tempfile
 import types
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -35,61 +33,14 @@ from bertc.artifact import (
 )
 from bertc.errors import BertcError
 from bertc.export import graph
+from bertc.export.config import ExportConfig, Optimize
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 
 log = logging.getLogger("bertc.export")
 
-Optimize = Literal["none", "basic", "all"]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-MIN_OPSET, MAX_OPSET = 14, 20
+
 MODEL_FILE = "model.onnx"
-DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    optimize: Optimize = "all"  # ONNX Runtime optimization: none, basic (generic passes) or all (BERT fusion)
-    opset: int = 17  # ONNX opset version (14 to 20)
-    fp16: bool = False  # convert weights to float16 for GPU serving (inputs and logits stay int64/float32)
-    strict: bool = False  # fail when fewer Attention nodes fuse than the model has attention layers
-    data: str | None = None  # labelled data to verify on (default: the eval data recorded in the artifact)
-    split: str = "validation"  # split to use when --data is a directory of splits
-    verify_samples: int = 1000  # verify on at most this many examples
-    atol: float | None = None  # largest allowed logit difference to PyTorch (default 1e-3, fp16 5e-2)
-    min_agreement: float = 0.995  # smallest allowed share of examples labelled as PyTorch labels them
-    device: Literal["cpu", "cuda"] = "cpu"  # execution provider for verification: cpu or cuda
-
-    def __post_init__(self):
-        problems = []
-        if self.optimize not in ("none", "basic", "all"):
-            problems.append(f"--optimize {self.optimize!r} is not one of none, basic, all")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            problems.append(f"--opset {self.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default 17)")
-        if self.strict and self.optimize != "all":
-            problems.append(f"--strict checks Attention fusion, which --optimize {self.optimize} does not do; "
-                            "drop --strict or use --optimize all")
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
-        if self.verify_samples < 1:
-            problems.append(f"--verify-samples must be at least 1, got {self.verify_samples}")
-        if self.atol is not None and self.atol <= 0:
-            problems.append(f"--atol must be positive, got {self.atol}")
-        if not 0 <= self.min_agreement <= 1:
-            problems.append(f"--min-agreement must be in [0, 1], got {self.min_agreement}")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if problems:
-            raise BertcError("; ".join(problems))
-
-    @property
-    def variant(self) -> str:
-        return "fp16" if self.fp16 else "fp32"
-
-    @property
-    def tolerance(self) -> float:
-        return self.atol if self.atol is not None else DEFAULT_ATOL[self.variant]
-
-
 def export(src: Path | str, config: ExportConfig, out: Path | str, overwrite: bool = False) -> Path:
     """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``."""
     src, out = Path(src), check_output(out, overwrite, inputs=(src,))

@@ -15,108 +15,13 @@ kept in float is recorded; if no attempt meets the budget it stops with an error
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from bertc.artifact import check_output, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
+from bertc.export.config import QuantizeConfig
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
-
-Calibration = Literal["minmax", "entropy", "percentile"]
-
-
-@dataclass(frozen=True)
-class DynamicQuantConfig:
-    per_channel: bool = False  # one int8 scale per output channel of each weight (slower, sometimes more accurate)
-    reduce_range: bool = False  # 7-bit weights, avoids int16 saturation on CPUs without VNNI
-    method: str = field(default="dynamic", init=False)
-
-
-@dataclass(frozen=True)
-class StaticQuantConfig:
-    calibration: Calibration = "minmax"  # calibration method: minmax, entropy or percentile
-    calibration_data: str | None = None  # data to calibrate on (default: the parent's training data)
-    calibration_samples: int = 200  # calibrate on this many randomly chosen examples
-    percentile: float = 99.999  # the percentile used by --calibration percentile
-    per_channel: bool = False  # one int8 scale per output channel of each weight
-    reduce_range: bool = False  # 7-bit weights, avoids int16 saturation on CPUs without VNNI
-    seed: int = 0  # seed of the calibration sample
-    method: str = field(default="static", init=False)
-
-    def __post_init__(self):
-        problems = []
-        if self.calibration not in ("minmax", "entropy", "percentile"):
-            problems.append(f"--calibration {self.calibration!r} is not one of minmax, entropy, percentile")
-        if self.calibration_samples < 1:
-            problems.append(f"--calibration-samples must be at least 1, got {self.calibration_samples}")
-        if not 50 < self.percentile <= 100:
-            problems.append(f"--percentile must be in (50, 100], got {self.percentile}")
-        if problems:
-            raise BertcError("; ".join(problems))
-
-
-@dataclass(frozen=True)
-class Fp16Config:
-    method: str = field(default="fp16", init=False)
-
-
-@dataclass(frozen=True)
-class TorchDynamicConfig:
-    method: str = field(default="torch-dynamic", init=False)
-
-
-MethodConfig = DynamicQuantConfig | StaticQuantConfig | Fp16Config | TorchDynamicConfig
-
-
-@dataclass(frozen=True)
-class QuantizeConfig:
-    method: MethodConfig = field(default_factory=DynamicQuantConfig)  # the method and its options
-    eval_data: str | None = None  # labelled data to compare with the parent (default: the parent's eval data)
-    split: str = "validation"  # split to use when --eval is a directory of splits
-    eval_samples: int = 1000  # compare on at most this many examples
-    max_accuracy_drop: float | None = None  # accuracy points the model may lose; beyond it, retry with float layers
-    max_float_layers: int = 3  # the retry keeps at most this many of the most sensitive layers in float
-    sensitivity_samples: int = 200  # examples used to rank layers by sensitivity
-    device: Literal["cpu", "cuda"] = "cpu"  # execution provider used to measure: cpu or cuda
-
-    def __post_init__(self):
-        problems = []
-        if not isinstance(self.method, tuple(METHODS)):
-            problems.append(f"unknown quantization method config {type(self.method).__name__}")
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
-        for name in ("eval_samples", "sensitivity_samples", "max_float_layers"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            problems.append(f"--max-accuracy-drop must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if problems:
-            raise BertcError("; ".join(problems))
-
-
-def method_config(method: str, *, per_channel: bool | None = None, reduce_range: bool | None = None,
-                  calibration: str | None = None, calibration_data: str | None = None,
-                  calibration_samples: int | None = None, percentile: float | None = None) -> MethodConfig:
-    """The config of ``method`` from CLI-style options; an option the method does not take is an error."""
-    given = {"per_channel": per_channel, "reduce_range": reduce_range, "calibration": calibration,
-             "calibration_data": calibration_data, "calibration_samples": calibration_samples,
-             "percentile": percentile}
-    given = {k: v for k, v in given.items() if v is not None and v is not False}
-    classes = {cls.__dataclass_fields__["method"].default: cls for cls in METHODS}
-    if method not in classes:
-        raise BertcError(f"--method {method!r} is not one of {', '.join(classes)}")
-    cls = classes[method]
-    accepted = set(cls.__dataclass_fields__) - {"method", "seed"}
-    wrong = sorted(set(given) - accepted)
-    if wrong:
-        flags = ", ".join("--" + name.replace("_", "-") for name in wrong)
-        raise BertcError(f"{flags} {'does' if len(wrong) == 1 else 'do'} not apply to --method {method}"
-                         + (f"; it takes {', '.join('--' + a.replace('_', '-') for a in sorted(accepted))}"
-                            if accepted else "; it takes no options"))
-    return cls(**given)
 
 
 def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, overwrite: bool = False) -> Path:
@@ -215,6 +120,3 @@ def measure_sensitivity(handler, samples: Samples, reference, count: int) -> dic
     return scores
 
 
-# The methods and the variant name their artifacts get; bertc.export.quantizers.METHOD_HANDLERS does the work.
-METHODS: dict[type, str] = {DynamicQuantConfig: "int8-dynamic", StaticQuantConfig: "int8-static",
-                            Fp16Config: "fp16", TorchDynamicConfig: "int8-torch-dynamic"}

@@ -21,7 +21,7 @@ import numpy as np
 from bertc.artifact import load_model, load_tokenizer, read_manifest
 from bertc.errors import BertcError
 from bertc.export import graph
-from bertc.export.quantize import (
+from bertc.export.config import (
     METHODS,
     DynamicQuantConfig,
     Fp16Config,
@@ -43,7 +43,8 @@ class OnnxHandler:
         self.variant = METHODS[type(config.method)]
         self.exported = None
         if manifest["model"].get("kind", "pytorch") == "pytorch":
-            from bertc.export.onnx import ExportConfig, export
+            from bertc.export.config import ExportConfig
+            from bertc.export.onnx import export
 
             src = export(src, ExportConfig(data=config.eval_data, split=config.split,
                                            verify_samples=config.eval_samples, device=config.device), work / "fp32")
@@ -248,7 +249,8 @@ def check_activations_quantized(file: Path, exclude: list[str]) -> None:
 
 def calibration_texts(method: StaticQuantConfig, task: dict) -> tuple[str, list[str], list[str] | None]:
     """A seeded random sample of the calibration data (default: the training data recorded in the task)."""
-    from bertc.data import Columns, read_eval_data
+    from bertc.data.config import Columns
+    from bertc.data.prepare import read_eval_data
 
     path = method.calibration_data or task.get("train_data")
     if path is None or not Path(path).exists():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bertc.data import TextDataset
 from bertc.data.labels import check_known_labels
+from bertc.data.load import TextDataset
 from bertc.errors import BertcError
 
 # Used only when no labelled data is given or recorded: logits and labels can still be compared.
@@ -35,7 +35,8 @@ class Samples:
 def verification_samples(data: str | None, task: dict, split: str, max_samples: int) -> Samples:
     """The examples a converted model is checked on: ``data``, else the eval data recorded for the parent,
     else its training data, else a few built-in sentences (no accuracy then)."""
-    from bertc.data import Columns, read_eval_data
+    from bertc.data.config import Columns
+    from bertc.data.prepare import read_eval_data
 
     columns = Columns(task.get("text_column"), task.get("text_pair_column"), task.get("label_column"))
     if data is not None:

@@ -1,6 +1,1 @@
-"""Fine-tuning: training strategies and the `bertc finetune` stage."""
-
-from bertc.finetune.config import TrainConfig
-from bertc.finetune.finetune import FinetuneConfig, finetune
-
-__all__ = ["FinetuneConfig", "TrainConfig", "finetune"]
+"""Fine-tuning: the `bertc finetune` stage (`bertc.finetune.finetune`) and its options (`bertc.finetune.config`)."""

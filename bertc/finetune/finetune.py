@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bertc.artifact import check_output, is_artifact, load_artifact, save_artifact
-from bertc.data import DataConfig, PreparedData, prepare_data
+from bertc.data.config import DataConfig
+from bertc.data.prepare import PreparedData, prepare_data
 from bertc.errors import BertcError
-from bertc.finetune.config import TrainConfig
-from bertc.finetune.trainer import check_device, is_main_process, remove_work_dir, train_model
+from bertc.finetune.config import FinetuneConfig
 from bertc.inference import TorchPredictor, score_dataset
 from bertc.modeling import load_pretrained_classifier
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    data: DataConfig
-    train: TrainConfig = field(default_factory=TrainConfig)
-    model: str | None = None  # pretrained model: the embedded MiniLM (default), a directory or a Hub id
-    trust_remote_code: bool = False  # allow model code from the Hub to run
-
-
-def work_dir_for(out: Path) -> Path:
-    """Where checkpoints of a run writing ``out`` live, so ``--resume`` can find them."""
-    out = Path(out).absolute()
-    return out.parent / f".{out.name}.bertc-work"
+from bertc.training.trainer import check_device, is_main_process, remove_work_dir, train_model, work_dir_for
 
 
 def task_record(config: DataConfig, data: PreparedData, labels: list, max_length: int) -> dict:

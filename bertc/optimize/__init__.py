@@ -1,7 +1,5 @@
-"""`bertc optimize` (search for the fastest model within an accuracy budget) and `bertc run` (replay a recipe)."""
+"""`bertc optimize` (search for the fastest model within an accuracy budget) and `bertc run` (replay a recipe).
 
-from bertc.optimize.config import OptimizeConfig, SelectConfig
-from bertc.optimize.optimize import optimize
-from bertc.optimize.recipe import read_recipe, run_recipe, write_recipe
-
-__all__ = ["OptimizeConfig", "SelectConfig", "optimize", "read_recipe", "run_recipe", "write_recipe"]
+Import from the modules: `bertc.optimize.config` (OptimizeConfig), `bertc.optimize.optimize` (optimize),
+`bertc.optimize.recipe` (read_recipe, run_recipe, write_recipe).
+"""

@@ -220,8 +220,8 @@ class Run:
         return report["accuracy"]
 
     def baseline_stage(self) -> None:
-        from bertc.data import DataConfig
-        from bertc.finetune import FinetuneConfig
+        from bertc.data.config import DataConfig
+        from bertc.finetune.config import FinetuneConfig
         from bertc.optimize.recipe import RecipeStage
 
         config = self.config
@@ -249,21 +249,19 @@ class Run:
         return {"text_column": columns.text, "text_pair_column": columns.pair, "label_column": columns.label}
 
     def train_config(self, lr: float, epochs: float = 1.0):
-        from bertc.finetune import TrainConfig
+        from bertc.training.config import TrainConfig
 
         return TrainConfig(lr=lr, epochs=epochs, batch_size=self.config.batch_size, max_length=self.config.max_length,
                            seed=self.config.seed, device="auto", save_steps=200, logging_steps=20)
 
     def task_data(self, samples: int):
-        from bertc.compress.options import TaskData
+        from bertc.compress.config import TaskData
 
         return TaskData(train=self.plan.train, eval=self.plan.selection, **self.column_options(),
                         max_train_samples=samples, max_eval_samples=self.plan.selection_rows, seed=self.config.seed)
 
     def compression_stage(self, node: str, step, parent: str):
-        from bertc.compress.distill import DistillConfig
-        from bertc.compress.options import DistillLoss
-        from bertc.compress.prune import PruneConfig
+        from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
         from bertc.optimize.recipe import RecipeStage
 
         setting = self.config.setting
@@ -278,8 +276,7 @@ class Run:
 
     def deploy_stages(self, candidate, remaining_points: float | None = None):
         """The fused ONNX export of the candidate's node and, unless fp32, its quantization."""
-        from bertc.export.onnx import ExportConfig
-        from bertc.export.quantize import DynamicQuantConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
+        from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
         from bertc.optimize.recipe import RecipeStage
 
         export = RecipeStage(f"{candidate.node}-onnx", "export", ExportConfig(
@@ -298,7 +295,7 @@ class Run:
 
     def measurement_configs(self):
         """How the variants are benched (on the selection slice) and chosen."""
-        from bertc.bench.bench import BenchConfig
+        from bertc.bench.config import BenchConfig
 
         config, plan = self.config, self.plan
         bench = BenchConfig(data=plan.selection, split="validation", max_samples=plan.selection_rows,

@@ -25,8 +25,9 @@ class DataPlan:
 def plan_data(config: OptimizeConfig):
     """Local data files, their label sets checked against each other; returns the plan and the selection slice."""
     from bertc.artifact import read_manifest
-    from bertc.data import Columns, read_dataset, read_eval_data, resolve_split
-    from bertc.data.load import find_split_file
+    from bertc.data.config import Columns
+    from bertc.data.load import find_split_file, read_dataset, resolve_split
+    from bertc.data.prepare import read_eval_data
 
     train, selection, test = Path(config.train), config.eval, config.test
     if train.is_dir():

@@ -67,11 +67,14 @@ class Recipe:
 
 def stage_kinds() -> dict[str, tuple[type, Any]]:
     """kind -> (config class, runner(src, config, out, resume)); imported lazily to keep `bertc --help` fast."""
-    from bertc.compress.distill import DistillConfig, distill
-    from bertc.compress.prune import PruneConfig, prune
-    from bertc.export.onnx import ExportConfig, export
-    from bertc.export.quantize import QuantizeConfig, quantize
-    from bertc.finetune import FinetuneConfig, finetune
+    from bertc.compress.config import DistillConfig, PruneConfig
+    from bertc.compress.distill import distill
+    from bertc.compress.prune import prune
+    from bertc.export.config import ExportConfig, QuantizeConfig
+    from bertc.export.onnx import export
+    from bertc.export.quantize import quantize
+    from bertc.finetune.config import FinetuneConfig
+    from bertc.finetune.finetune import finetune
 
     return {
         "finetune": (FinetuneConfig, lambda src, config, out, resume: finetune(config, out, resume=resume)),
@@ -88,7 +91,7 @@ def run_stage(stage: RecipeStage, stages_dir: Path, inputs: dict[str, Path], res
     ``inputs`` maps the names of stages already built to their directories. With ``resume`` an interrupted
     training stage continues from its last checkpoint.
     """
-    from bertc.finetune.finetune import work_dir_for
+    from bertc.training.trainer import work_dir_for
 
     out = stages_dir / stage.name
     source = None
@@ -102,7 +105,7 @@ def run_stage(stage: RecipeStage, stages_dir: Path, inputs: dict[str, Path], res
 def interrupted_markers(kind: str) -> tuple[str, ...]:
     """Files an interrupted run of a stage leaves in its work directory once it can be resumed."""
     from bertc.compress.prune import RUN_FILE
-    from bertc.finetune.trainer import CONFIG_FILE
+    from bertc.training.trainer import CONFIG_FILE
 
     return {"finetune": (CONFIG_FILE,), "distill": (CONFIG_FILE,), "prune": (RUN_FILE,)}.get(kind, ())
 
@@ -182,7 +185,7 @@ def loads(text: str) -> dict:
 
 def read_recipe(path: Path | str) -> Recipe:
     """A recipe file, checked: every stage's config is rebuilt (and validated) before anything runs."""
-    from bertc.bench.bench import BenchConfig
+    from bertc.bench.config import BenchConfig
     from bertc.optimize.config import SelectConfig
 
     path = Path(path)

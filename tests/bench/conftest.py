@@ -10,13 +10,14 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_artifact) -> Path:
     """bertc's fused fp32 ONNX export of the tiny fine-tuned model."""
-    from bertc.export.onnx import ExportConfig, export
+    from bertc.export.config import ExportConfig
+    from bertc.export.onnx import export
 
     return export(tiny_artifact, ExportConfig(verify_samples=60), tmp_path_factory.mktemp("onnx") / "tiny-onnx")
 
 
 def quick_bench_config(data, **overrides):
-    from bertc.bench.bench import BenchConfig
+    from bertc.bench.config import BenchConfig
 
     options = dict(data=str(data), batch_sizes=(1, 4), seq_lens=("real", 16), warmup=2, runs=6, rounds=3,
                    memory=False)

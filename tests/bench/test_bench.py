@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertc.bench.bench import (
-    RESULTS_VERSION,
-    BenchConfig,
-    bench,
-    parse_int_list,
-    parse_seq_lens,
-    read_results,
-    unpruned_parent,
-)
+from bertc.bench.bench import RESULTS_VERSION, bench, read_results, unpruned_parent
+from bertc.bench.config import BenchConfig, parse_int_list, parse_seq_lens
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.inference import evaluate
@@ -186,7 +179,8 @@ def test_cli_bench_bad_option_exits_2(tmp_path, tiny_artifact, tiny_data):
 
 
 def test_torch_dynamic_int8_variants_are_timed_with_pytorch(tmp_path, tiny_artifact, tiny_data):
-    from bertc.export.quantize import QuantizeConfig, TorchDynamicConfig, quantize
+    from bertc.export.config import QuantizeConfig, TorchDynamicConfig
+    from bertc.export.quantize import quantize
 
     int8 = quantize(tiny_artifact, QuantizeConfig(method=TorchDynamicConfig(), eval_samples=60), tmp_path / "int8")
     config = quick_bench_config(tiny_data, batch_sizes=(2,), seq_lens=("real",))

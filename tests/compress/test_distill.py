@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from bertc.artifact import load_artifact, load_model, read_manifest, save_artifact
 from bertc.cli import app
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig, TaskData
 from bertc.compress.distill import (
-    DistillConfig,
     LayerTaps,
     attention_map_loss,
     distill,
@@ -18,9 +18,9 @@ from bertc.compress.distill import (
     make_student,
 )
 from bertc.compress.importance import compute_importance
-from bertc.compress.options import DistillLoss, TaskData
-from bertc.compress.prune import PruneConfig, prune_model_
-from bertc.data import DataConfig, prepare_data
+from bertc.compress.prune import prune_model_
+from bertc.data.config import DataConfig
+from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
 from bertc.modeling import encoder_layers, layer_shapes, load_pretrained_classifier
 from tests.conftest import make_tiny_model_dir, quick_train_config

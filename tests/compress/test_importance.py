@@ -8,7 +8,8 @@ from bertc.compress.importance import (
     magnitude_importance,
     mean_loss,
 )
-from bertc.data import DataConfig, prepare_data
+from bertc.data.config import DataConfig
+from bertc.data.prepare import prepare_data
 from bertc.modeling import encoder_layers, load_pretrained_classifier
 
 

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from bertc.artifact import load_model, read_manifest, save_artifact
 from bertc.cli import app
+from bertc.compress.config import PruneConfig
 from bertc.compress.importance import ImportanceScores, compute_importance
-from bertc.compress.prune import IMPORTANCE_FILE, PruneConfig, every_other_layer, prune, prune_model_
+from bertc.compress.prune import IMPORTANCE_FILE, every_other_layer, prune, prune_model_
 from bertc.errors import BertcError
 from bertc.modeling import PrunedAttention, encoder_layers, layer_shapes, load_pretrained_classifier
 from tests.conftest import quick_train_config
@@ -94,7 +95,8 @@ def test_pruning_zeroed_heads_and_neurons_keeps_outputs(classifier):
 
 
 def test_kept_heads_are_the_most_important(tiny_bert_dir, tiny_data):
-    from bertc.data import DataConfig, prepare_data
+    from bertc.data.config import DataConfig
+    from bertc.data.prepare import prepare_data
 
     model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
     data = prepare_data(DataConfig(train=str(tiny_data))).train
@@ -247,7 +249,7 @@ def test_cli_prunes(tiny_artifact, tmp_path):
 
 PRUNE_KILLER = """
 import os, signal, sys
-import bertc.finetune.trainer as trainer
+import bertc.training.trainer as trainer
 calls = {"n": 0}
 original = trainer.BertcTrainer.training_step
 def training_step(self, *args, **kwargs):
@@ -264,7 +266,7 @@ app(sys.argv[1:])
 def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact, tmp_path):
     from safetensors.torch import load_file
 
-    from bertc.finetune.finetune import work_dir_for
+    from bertc.training.trainer import work_dir_for
     from tests.conftest import REPO
 
     def args(out):

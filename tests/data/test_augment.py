@@ -1,6 +1,7 @@
 import pytest
 
-from bertc.data.augment import AugmentConfig, augment
+from bertc.data.augment import augment
+from bertc.data.config import AugmentConfig
 from bertc.data.load import TextDataset
 from bertc.errors import BertcError
 

@@ -3,7 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from bertc.data import Columns, read_dataset
+from bertc.data.config import Columns
+from bertc.data.load import read_dataset
 from bertc.errors import BertcError
 
 ROWS = [("a fine film", "pos"), ("dull  plot", "neg"), ('he said "no"', "neg")]

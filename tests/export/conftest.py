@@ -30,7 +30,8 @@ def pruned_copy_fixture():
 @pytest.fixture(scope="session")
 def onnx_artifact(tmp_path_factory, tiny_artifact) -> Path:
     """The tiny fine-tuned BERT exported with full fusion and verified (fp32)."""
-    from bertc.export.onnx import ExportConfig, export
+    from bertc.export.config import ExportConfig
+    from bertc.export.onnx import export
 
     return export(tiny_artifact, ExportConfig(verify_samples=60), tmp_path_factory.mktemp("onnx") / "fp32")
 

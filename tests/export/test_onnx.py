@@ -14,7 +14,8 @@ from bertc.artifact import read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.export import graph
-from bertc.export.onnx import ExportConfig, export
+from bertc.export.config import ExportConfig
+from bertc.export.onnx import export
 from bertc.inference import load_predictor
 
 runner = CliRunner()

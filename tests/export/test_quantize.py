@@ -10,15 +10,8 @@ from typer.testing import CliRunner
 from bertc.artifact import load_artifact, read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
-from bertc.export.quantize import (
-    DynamicQuantConfig,
-    QuantizeConfig,
-    StaticQuantConfig,
-    TorchDynamicConfig,
-    method_config,
-    quantize,
-    search,
-)
+from bertc.export.config import DynamicQuantConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig, method_config
+from bertc.export.quantize import quantize, search
 from bertc.export.verify import Samples
 from bertc.inference import load_predictor
 
@@ -133,7 +126,7 @@ class FakeHandler:
 
 
 def fake_samples():
-    from bertc.data import TextDataset
+    from bertc.data.load import TextDataset
 
     return Samples(TextDataset(texts=["x"] * 200, labels=list(FakeHandler.truth)), "fake", True)
 

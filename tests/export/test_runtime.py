@@ -70,7 +70,8 @@ def test_fp16_export_runs_on_cuda(tmp_path, tiny_artifact, texts):
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a CUDA GPU")
     from bertc.artifact import read_manifest
-    from bertc.export.onnx import ExportConfig, export
+    from bertc.export.config import ExportConfig
+    from bertc.export.onnx import export
     from bertc.export.runtime import load_onnx_predictor
 
     out = export(tiny_artifact, ExportConfig(fp16=True, device="cuda", verify_samples=30), tmp_path / "fp16")

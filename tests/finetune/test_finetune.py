@@ -8,9 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bertc.data import DataConfig
-from bertc.finetune import FinetuneConfig, finetune
-from bertc.finetune.finetune import work_dir_for
+from bertc.data.config import DataConfig
+from bertc.finetune.config import FinetuneConfig
+from bertc.finetune.finetune import finetune
+from bertc.training.trainer import work_dir_for
 from tests.conftest import REPO, quick_train_config
 
 ARTIFACT_FILES = {"bertc.json", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -61,7 +62,7 @@ def test_early_stopping_and_best_checkpoint(tmp_path, tiny_bert_dir, tiny_data):
 
 KILLER = """
 import os, signal, sys
-import bertc.finetune.trainer as trainer
+import bertc.training.trainer as trainer
 calls = {"n": 0}
 original = trainer.BertcTrainer.training_step
 def training_step(self, *args, **kwargs):
@@ -140,7 +141,7 @@ def test_other_strategies_run_end_to_end(tmp_path, tiny_bert_dir, tiny_data, opt
 
 
 def test_augmented_training_records_what_it_added(tmp_path, tiny_bert_dir, tiny_data):
-    from bertc.data.augment import AugmentConfig
+    from bertc.data.config import AugmentConfig
 
     config = FinetuneConfig(
         data=DataConfig(train=str(tiny_data), augment=AugmentConfig(strategies=("delete", "swap"), factor=1.0)),

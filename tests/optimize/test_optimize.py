@@ -16,8 +16,8 @@ from bertc.artifact import is_artifact, read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.inference import predict
-from bertc.optimize import OptimizeConfig, optimize
-from bertc.optimize.config import parse_duration
+from bertc.optimize.config import OptimizeConfig, parse_duration
+from bertc.optimize.optimize import optimize
 
 CANDIDATES = ("base:int8-dynamic", "layers1:int8-dynamic", "heads2:int8-dynamic")
 TEXTS = ["the movie was good", "a very boring and awful plot", "it is fine", "really great acting"]

@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from bertc.bench.bench import BenchConfig
+from bertc.bench.config import BenchConfig
 from bertc.cli import app
-from bertc.compress.distill import DistillConfig
-from bertc.compress.options import DistillLoss, TaskData
-from bertc.compress.prune import PruneConfig
-from bertc.data import DataConfig
-from bertc.data.augment import AugmentConfig
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig, TaskData
+from bertc.data.config import AugmentConfig, DataConfig
 from bertc.errors import BertcError
-from bertc.export.onnx import ExportConfig
-from bertc.export.quantize import DynamicQuantConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
-from bertc.finetune import FinetuneConfig, TrainConfig
+from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
+from bertc.finetune.config import FinetuneConfig
 from bertc.optimize.config import SelectConfig
 from bertc.optimize.recipe import (
     Recipe,
@@ -27,6 +23,7 @@ from bertc.optimize.recipe import (
     read_recipe,
     write_recipe,
 )
+from bertc.training.config import TrainConfig
 
 CONFIGS = [
     FinetuneConfig(data=DataConfig(train="/d/train.tsv", eval="/d/validation.tsv", max_eval_samples=500,
@@ -112,8 +109,8 @@ def test_cli_run_with_a_bad_recipe_exits_2_and_writes_nothing(tmp_path):
 def test_resume_rebuilds_a_stage_killed_before_it_could_be_resumed(tmp_path, tiny_artifact):
     """A work dir without its resume marker (killed right after mkdir) is rebuilt, not 'nothing to resume'."""
     from bertc.artifact import read_manifest
-    from bertc.finetune.finetune import work_dir_for
     from bertc.optimize.recipe import run_stage
+    from bertc.training.trainer import work_dir_for
 
     stages = tmp_path / "stages"
     work_dir_for(stages / "heads2").mkdir(parents=True)

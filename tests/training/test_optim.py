@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from bertc.errors import BertcError
-from bertc.finetune import TrainConfig
-from bertc.finetune.optim import build_optimizer, build_scheduler, layer_depth, param_groups
 from bertc.modeling import load_pretrained_classifier
+from bertc.training.config import TrainConfig
+from bertc.training.optim import build_optimizer, build_scheduler, layer_depth, param_groups
 
 
 @pytest.fixture

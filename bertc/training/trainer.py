@@ -18,13 +18,13 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_callback import ProgressCallback as HFProgressCallback
 
-from bertc.data import PreparedData
 from bertc.data.batching import to_hf_dataset
+from bertc.data.prepare import PreparedData
 from bertc.errors import BertcError
-from bertc.finetune.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log, unwrap
-from bertc.finetune.config import TrainConfig
-from bertc.finetune.optim import build_optimizer, build_scheduler
 from bertc.metrics import quick_metrics
+from bertc.training.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log, unwrap
+from bertc.training.config import TrainConfig
+from bertc.training.optim import build_optimizer, build_scheduler
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "train_config.json"
@@ -227,3 +227,9 @@ def gather_parameter_hashes(model) -> dict:
 def remove_work_dir(work_dir: Path) -> None:
     if is_main_process():
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def work_dir_for(out: Path) -> Path:
+    """Where checkpoints of a run writing ``out`` live, so ``--resume`` can find them."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.bertc-work"

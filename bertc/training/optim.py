@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bertc.finetune.config import TrainConfig
+from bertc.training.config import TrainConfig
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
