@@ -35,6 +35,8 @@ from bertc.bench.latency import Runner, Setting, make_batches, measure, open_bac
 from bertc.data.config import Columns  # noqa: E402
 from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment, usable_cores  # noqa: E402
+from bertc.export.config import ExportConfig  # noqa: E402
+from bertc.export.onnx import export  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 MODEL = REPO.parent / "runs" / "minilm-sst2-16k"
@@ -107,9 +109,6 @@ def main() -> None:
         work = Path(tmp)
         onnx_dir = args.onnx
         if onnx_dir is None:
-            from bertc.export.config import ExportConfig
-            from bertc.export.onnx import export
-
             started = time.perf_counter()
             onnx_dir = export(args.model, ExportConfig(data=args.data, verify_samples=200 if args.quick else 1000),
                               work / "onnx")

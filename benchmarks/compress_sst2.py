@@ -46,12 +46,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bertc.artifact import is_artifact, load_model, load_tokenizer, read_manifest  # noqa: E402
-from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig, TaskData  # noqa: E402
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig  # noqa: E402
 from bertc.compress.distill import distill  # noqa: E402
 from bertc.compress.prune import prune  # noqa: E402
-from bertc.data.config import Columns  # noqa: E402
+from bertc.data.config import Columns, DataConfig  # noqa: E402
 from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment  # noqa: E402
+from bertc.finetune.config import FinetuneConfig  # noqa: E402
+from bertc.finetune.finetune import finetune  # noqa: E402
 from bertc.inference import TorchPredictor, score_dataset  # noqa: E402
 from bertc.training.config import TrainConfig  # noqa: E402
 
@@ -63,12 +65,12 @@ NOISE = 0.02  # speedups within 2% of 1.0 are reported as "no measurable differe
 
 def build_variants(parent: Path, work: Path, names: list[str], args) -> dict[str, Path]:
     """Each variant's artifact directory, built unless --reuse finds it already there."""
-    data = TaskData(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"), text_column="sentence",
-                    label_column="label", max_train_samples=args.recover_samples, max_eval_samples=args.eval_samples)
+    data = DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"), text_column="sentence",
+                      label_column="label", max_train_samples=args.recover_samples, max_eval_samples=args.eval_samples)
     recover = TrainConfig(epochs=1, lr=args.recover_lr, batch_size=args.batch_size, device="cpu",
                           max_steps=args.max_steps, save_steps=args.save_steps, logging_steps=args.logging_steps)
-    distill_data = TaskData(train=data.train, eval=data.eval, text_column="sentence", label_column="label",
-                            max_train_samples=args.distill_samples, max_eval_samples=args.eval_samples)
+    distill_data = DataConfig(train=data.train, eval=data.eval, text_column="sentence", label_column="label",
+                              max_train_samples=args.distill_samples, max_eval_samples=args.eval_samples)
     distill_train = TrainConfig(epochs=1, lr=args.distill_lr, batch_size=args.batch_size, device="cpu",
                                 max_steps=args.max_steps, save_steps=args.save_steps, logging_steps=args.logging_steps)
     intermediate = DistillLoss(hidden_weight=args.hidden_weight, attention_weight=args.attention_weight)
@@ -205,14 +207,10 @@ def main() -> None:
 
 def quick_parent(out: Path) -> Path:
     """A barely trained parent for --quick when the real one is missing (the numbers mean nothing)."""
-    from bertc.data.config import DataConfig
-    from bertc.finetune.config import FinetuneConfig
-    from bertc.finetune.finetune import finetune
-
     config = FinetuneConfig(data=DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
                                             max_train_samples=64, max_eval_samples=32),
                             train=TrainConfig(max_steps=3, batch_size=16, device="cpu", logging_steps=1))
-    return finetune(config, out)
+    return finetune(None, config, out)
 
 
 def measure(parent: Path, paths: dict[str, Path], args) -> dict:

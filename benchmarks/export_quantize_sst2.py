@@ -33,6 +33,21 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bertc.artifact import load_tokenizer, read_manifest  # noqa: E402
+from bertc.console import console  # noqa: E402
+from bertc.data.config import Columns  # noqa: E402
+from bertc.data.prepare import read_eval_data  # noqa: E402
+from bertc.environment import environment, usable_cores  # noqa: E402
+from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig  # noqa: E402
+from bertc.export.onnx import export  # noqa: E402
+from bertc.export.quantize import quantize  # noqa: E402
+from bertc.inference import load_predictor  # noqa: E402
+from bertc.inference.onnx import create_session  # noqa: E402
+from bertc.jsonio import write_json  # noqa: E402
+from bertc.metrics import classification_report  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "sst2"
 
 
@@ -50,13 +65,6 @@ class Variant:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-
-    from bertc.artifact import read_manifest
-    from bertc.console import console
-    from bertc.data.config import Columns
-    from bertc.data.prepare import read_eval_data
-    from bertc.environment import environment, usable_cores
-    from bertc.jsonio import write_json
 
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
@@ -145,10 +153,6 @@ def parse_args(argv):
 
 
 def build_variants(group: str, src: Path, work: Path, args) -> list[Variant]:
-    from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig
-    from bertc.export.onnx import export
-    from bertc.export.quantize import quantize
-
     verify = 100 if args.quick else 1000
     label = "" if group == "parent" else "pruned "
     fp32 = export(src, ExportConfig(verify_samples=verify), work / "onnx-fp32", overwrite=True)
@@ -167,13 +171,8 @@ def make_runner(path: Path, threads: int, spinning: bool):
     """A batch-1 callable on prepared features: the bare model call (session.run or model forward)."""
     import torch
 
-    from bertc.artifact import read_manifest
-    from bertc.inference import load_predictor
-
     kind = read_manifest(path)["model"]["kind"]
     if kind == "onnx":
-        from bertc.export.runtime import create_session
-
         session = create_session(path / "model.onnx", "cpu", threads, spinning=spinning)
         return lambda features: session.run(["logits"], features)[0]
     model = load_predictor(path).model.eval()
@@ -186,8 +185,6 @@ def make_runner(path: Path, threads: int, spinning: bool):
 
 def prepare_inputs(variant: Variant, sentences: list[str], task: dict) -> list[dict]:
     import torch
-
-    from bertc.artifact import load_tokenizer, read_manifest
 
     manifest = read_manifest(variant.artifact)
     tokenizer = load_tokenizer(variant.artifact)
@@ -202,8 +199,6 @@ def prepare_inputs(variant: Variant, sentences: list[str], task: dict) -> list[d
 
 
 def score_variants(variants: list[Variant], test) -> None:
-    from bertc.inference import load_predictor
-
     references = {}
     for v in variants:
         predictor = load_predictor(v.artifact)
@@ -216,16 +211,12 @@ def score_variants(variants: list[Variant], test) -> None:
 
 
 def scores(logits, dataset, labels) -> dict:
-    from bertc.metrics import classification_report
-
     index = {str(label): i for i, label in enumerate(labels)}
     report = classification_report([index[str(label)] for label in dataset.labels], logits.argmax(-1), labels)
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "samples": report["samples"]}
 
 
 def summarize(variants: list[Variant]) -> list[dict]:
-    from bertc.artifact import read_manifest
-
     rows = []
     for v in variants:
         base = next(u for u in variants if u.group == v.group)

@@ -30,6 +30,7 @@ from bertc.data.load import read_dataset  # noqa: E402
 from bertc.environment import environment  # noqa: E402
 from bertc.finetune.config import FinetuneConfig  # noqa: E402
 from bertc.finetune.finetune import finetune  # noqa: E402
+from bertc.modeling import load_pretrained_classifier  # noqa: E402
 from bertc.training.config import TrainConfig  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -44,7 +45,7 @@ def accuracy_runs(sizes: list[int], seeds: list[int], work: Path, keep: Path | N
                 data=DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "test.tsv"), max_train_samples=size),
                 train=TrainConfig(epochs=1, seed=seed, device="cpu"))
             started = time.perf_counter()
-            finetune(config, out)
+            finetune(None, config, out)
             wall = time.perf_counter() - started
             manifest = json.loads((out / "bertc.json").read_text())
             training = manifest["metrics"]["training"]
@@ -61,8 +62,6 @@ def accuracy_runs(sizes: list[int], seeds: list[int], work: Path, keep: Path | N
 def plain_loop_speed(texts, labels, steps: int, batch_size: int) -> float:
     """Samples/s of a minimal PyTorch training loop: the baseline bertc must not be slower than."""
     from transformers import get_linear_schedule_with_warmup
-
-    from bertc.modeling import load_pretrained_classifier
 
     torch.manual_seed(0)
     model, tokenizer = load_pretrained_classifier(None, ["0", "1"])
@@ -91,7 +90,7 @@ def bertc_speed(steps: int, batch_size: int, work: Path, group_by_length: bool, 
                         max_train_samples=steps * batch_size, max_eval_samples=32),
         train=TrainConfig(max_steps=steps, batch_size=batch_size, device="cpu", group_by_length=group_by_length,
                           save_steps=10**6))
-    finetune(config, out)
+    finetune(None, config, out)
     return json.loads((out / "bertc.json").read_text())["metrics"]["training"]["train_samples_per_second"]
 
 

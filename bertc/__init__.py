@@ -1,22 +1,24 @@
-"""bertc: make BERT-family text classifiers fast to serve."""
+"""bertc: make BERT-family text classifiers fast to serve.
 
-from bertc.artifact import load_artifact, load_model, load_tokenizer, read_manifest, save_artifact
+The public names are imported on first use, so `import bertc` (and `bertc --help`) does not import torch.
+"""
+
 from bertc.errors import BertcError
 
 __version__ = "0.1.0"
 
-__all__ = ["BertcError", "__version__", "evaluate", "finetune", "load_artifact", "load_model", "load_tokenizer",
-           "predict", "read_manifest", "save_artifact"]
+PUBLIC = {
+    "evaluate": "bertc.inference", "predict": "bertc.inference",
+    "finetune": "bertc.finetune.finetune",
+    "load_artifact": "bertc.artifact", "load_model": "bertc.artifact", "load_tokenizer": "bertc.artifact",
+    "read_manifest": "bertc.artifact", "save_artifact": "bertc.artifact",
+}
+__all__ = ["BertcError", "__version__", *PUBLIC]
 
 
 def __getattr__(name):
-    # Heavy stages import lazily so `import bertc` and `bertc --help` stay fast.
-    if name == "finetune":
-        from bertc.finetune.finetune import finetune
+    if name not in PUBLIC:
+        raise AttributeError(name)
+    import importlib
 
-        return finetune
-    if name in ("evaluate", "predict"):
-        from bertc import inference
-
-        return getattr(inference, name)
-    raise AttributeError(name)
+    return getattr(importlib.import_module(PUBLIC[name]), name)

@@ -23,6 +23,7 @@ from typing import Any
 from bertc.environment import environment
 from bertc.errors import BertcError
 from bertc.jsonio import to_jsonable
+from bertc.modeling import describe_model, load_classifier
 
 MANIFEST = "bertc.json"
 FORMAT_VERSION = 1
@@ -48,7 +49,24 @@ def check_output(out: Path | str, overwrite: bool, inputs: tuple = ()) -> Path:
         raise BertcError(f"output {out} already exists; choose another --out or pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise BertcError(f"output {out} exists and is not a directory; choose another --out")
+    check_writable(out, "--out")
     return out
+
+
+def check_writable(path: Path | str, flag: str) -> None:
+    """Fail before any work when ``path`` could not be written: its nearest existing parent must be a directory
+    this process can create files in (tried for real: permission bits do not tell for root or read-only mounts)."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BertcError(f"{flag} {path} is inside {parent}, which is a file; choose another location")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise BertcError(f"{flag} {path}: cannot write in {parent} ({err.strerror or err}); choose a writable "
+                         "location") from None
 
 
 @contextmanager
@@ -147,8 +165,6 @@ def save_artifact(out: Path | str, model, tokenizer, *, stage: str, config: Any,
                   parent: Path | str | None = None, metrics: dict | None = None, extra: dict | None = None,
                   extra_files: dict[str, Path] | None = None, overwrite: bool = False) -> Path:
     """Write a PyTorch model artifact: safetensors weights, config, tokenizer and manifest."""
-    from bertc.modeling import describe_model
-
     out = Path(out)
     with staging_dir(out, overwrite) as tmp:
         model.save_pretrained(tmp)
@@ -167,8 +183,6 @@ def load_model(path: Path | str, *, device: str = "cpu", attn_implementation: st
     Pruned models (per-layer head counts and FFN sizes recorded in config.json) are rebuilt with their
     smaller matrices before the weights are loaded, so they come back exactly as they were saved.
     """
-    from bertc.modeling import load_classifier
-
     return load_classifier(Path(path), device=device, attn_implementation=attn_implementation,
                            trust_remote_code=trust_remote_code)
 

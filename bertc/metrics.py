@@ -8,7 +8,7 @@ import numpy as np
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     """(true, predicted) counts."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return matrix
 
 
@@ -24,7 +24,7 @@ def per_class_scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def quick_metrics(y_true, y_pred, num_classes: int) -> dict:
     """Accuracy and macro-F1 (over classes present in the data), as fractions."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     _, _, f1 = per_class_scores(matrix)
     present = matrix.sum(axis=1) > 0

@@ -10,6 +10,7 @@ whose layers were pruned to different sizes. A pruned model records its shape in
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -249,6 +250,33 @@ def keep_neurons_(layer, neurons: torch.Tensor) -> None:
     neurons = torch.sort(neurons).values.to(layer.intermediate.dense.weight.device)
     layer.intermediate.dense = shrink_linear(layer.intermediate.dense, out_index=neurons)
     layer.output.dense = shrink_linear(layer.output.dense, in_index=neurons)
+
+
+def keep_layers_(model, indices: list[int]) -> None:
+    """Keep only the listed encoder layers (in order) and update the config to match."""
+    encoder = base_model(model).encoder
+    if list(indices) == list(range(len(encoder.layer))):
+        return
+    encoder.layer = nn.ModuleList([encoder.layer[i] for i in indices])
+    for new_index, layer in enumerate(encoder.layer):  # caches key layers by index; keep them consistent
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    record_layer_shapes_(model)
+
+
+def every_other_layer(num_layers: int, keep: int) -> list[int]:
+    """``keep`` evenly spaced layers ending with the last one: 6 -> 3 keeps 1, 3, 5 (TinyBERT's mapping)."""
+    return sorted({max(0, min(num_layers - 1, round((j + 1) * num_layers / keep) - 1)) for j in range(keep)})
+
+
+def make_student(teacher_model, layers: list[int]):
+    """A copy of the teacher keeping only ``layers``: the usual starting point of a shallower student."""
+    student = copy.deepcopy(teacher_model)
+    keep_layers_(student, list(layers))
+    for parameter in student.parameters():  # trainable even when the teacher was frozen
+        parameter.requires_grad_(True)
+    return student
 
 
 def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None = None) -> None:

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
+# Before transformers is imported: it reads these once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bertc.data.config import DataConfig  # noqa: E402
+from bertc.finetune.config import FinetuneConfig  # noqa: E402
+from bertc.finetune.finetune import finetune  # noqa: E402
+from bertc.training.config import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SST2 = REPO.parent / "shared" / "data" / "sst2"
@@ -84,8 +90,6 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def quick_train_config(**overrides):
-    from bertc.training.config import TrainConfig
-
     options = dict(epochs=1, batch_size=16, lr=5e-4, device="cpu", save_steps=1000, logging_steps=5, max_length=32)
     options.update(overrides)
     return TrainConfig(**options)
@@ -94,14 +98,9 @@ def quick_train_config(**overrides):
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, tiny_bert_dir, tiny_data) -> Path:
     """A fine-tuned bertc artifact of the tiny BERT that has learned the tiny task (~90 steps, seconds)."""
-    from bertc.data.config import DataConfig
-    from bertc.finetune.config import FinetuneConfig
-    from bertc.finetune.finetune import finetune
-
     out = tmp_path_factory.mktemp("artifacts") / "tiny-finetuned"
-    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), model=str(tiny_bert_dir),
-                            train=quick_train_config(epochs=6, lr=2e-3))
-    return finetune(config, out)
+    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), train=quick_train_config(epochs=6, lr=2e-3))
+    return finetune(tiny_bert_dir, config, out)
 
 
 @pytest.fixture

@@ -10,10 +10,13 @@ from bertc.modeling import (
     PrunedAttention,
     embedded_model_path,
     encoder_layers,
+    every_other_layer,
     keep_heads_,
+    keep_layers_,
     keep_neurons_,
     layer_shapes,
     load_pretrained_classifier,
+    make_student,
     record_layer_shapes_,
     resolve_model_source,
 )
@@ -76,3 +79,39 @@ def test_pickle_only_weights_are_refused(tmp_path, tiny_artifact):
 def test_missing_model_path():
     with pytest.raises(BertcError, match="does not exist"):
         resolve_model_source("./no/such/model")
+
+
+def test_every_other_layer_ends_with_the_last_layer():
+    assert every_other_layer(6, 3) == [1, 3, 5]
+    assert every_other_layer(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert every_other_layer(12, 4) == [2, 5, 8, 11]
+    assert every_other_layer(4, 1) == [3]
+    assert every_other_layer(3, 3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_roberta_dir"])
+def test_keep_layers_removes_layers_and_updates_the_config(request, tmp_path, fixture):
+    model, tokenizer = load_pretrained_classifier(str(request.getfixturevalue(fixture)), ["neg", "pos"])
+    second = encoder_layers(model)[1]
+    keep_layers_(model, [0, 1])  # all of them: nothing changes
+    assert len(encoder_layers(model)) == 2
+    keep_layers_(model, [1])
+    assert list(encoder_layers(model)) == [second] and model.config.num_hidden_layers == 1
+    assert all(module.layer_idx == 0 for module in second.modules() if hasattr(module, "layer_idx"))
+    before = logits(model, tokenizer)
+    out = save_artifact(tmp_path / "shallow", model, tokenizer, stage="prune", config={}, task={"labels": [0, 1]})
+    reloaded = bertc.load_model(out)
+    assert layer_shapes(reloaded) == ([4], [64])
+    torch.testing.assert_close(logits(reloaded, tokenizer), before)
+
+
+def test_make_student_copies_and_leaves_the_teacher_alone(tiny_bert_dir):
+    teacher, _ = load_pretrained_classifier(str(tiny_bert_dir), ["neg", "pos"])
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    student = make_student(teacher, [1])
+    assert len(encoder_layers(teacher)) == 2 and teacher.config.num_hidden_layers == 2
+    assert len(encoder_layers(student)) == 1 and student.config.num_hidden_layers == 1
+    assert torch.equal(encoder_layers(student)[0].output.dense.weight, encoder_layers(teacher)[1].output.dense.weight)
+    assert encoder_layers(student)[0].output.dense.weight is not encoder_layers(teacher)[1].output.dense.weight
+    assert all(p.requires_grad for p in student.parameters())

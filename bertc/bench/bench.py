@@ -8,16 +8,15 @@ memory are measured is described in ``bertc.bench.latency`` and ``bertc.bench.me
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bertc.artifact import is_artifact, read_manifest
+from bertc.artifact import load_tokenizer
 from bertc.bench.config import BenchConfig
 from bertc.bench.latency import (
     Runner,
@@ -31,13 +30,19 @@ from bertc.bench.latency import (
     speedup,
     summarize,
 )
+from bertc.bench.machine import cores_used_by_others, cpu_counters, other_load, usable_threads
+from bertc.bench.memory import peak_memory
+from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION, check_results_output
+from bertc.bench.standard import standard_recipe_variants, unpruned_parent
+from bertc.bench.variants import KINDS, describe_variants
+from bertc.console import console
+from bertc.data.config import Columns
+from bertc.data.prepare import read_eval_data
+from bertc.environment import environment
 from bertc.errors import BertcError
-from bertc.jsonio import to_jsonable
-
-RESULTS_FORMAT = "bertc-bench-results"
-RESULTS_VERSION = 1
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin")
-KINDS = ("pytorch", "pytorch-quantized", "onnx")
+from bertc.inference import load_predictor, score_dataset
+from bertc.inference.onnx import OnnxPredictor
+from bertc.jsonio import to_jsonable, write_json
 
 
 def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, overwrite: bool = False) -> dict:
@@ -56,101 +61,8 @@ def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, 
         measure_all(variants, dataset, settings, config, threads)
     results = assemble(variants, settings, config, threads, dataset)
     results["environment"]["other_load"] = {"before": before, "during": cores_used_by_others(started, cpu_counters())}
-    from bertc.jsonio import write_json
-
     write_json(out, results)
     return results
-
-
-def check_results_output(out: Path | str, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.is_dir():
-        raise BertcError(f"--out {out} is a directory; pass a file name such as results.json")
-    if out.exists() and not overwrite:
-        raise BertcError(f"{out} already exists; choose another --out or pass --overwrite to replace it")
-    return out
-
-
-def describe_variants(artifacts, baseline: str | None) -> list[dict]:
-    """One record per artifact (baseline first), read from its manifest; fails on anything not bertc's."""
-    paths = [Path(a).absolute() for a in artifacts]
-    if baseline is not None:
-        base = Path(baseline).absolute()
-        paths = [base] + [p for p in paths if p.resolve() != base.resolve()]
-    if not paths:
-        raise BertcError("no artifacts to bench; pass one or more artifact directories")
-    seen, variants = set(), []
-    for path in paths:
-        if path.resolve() in seen:
-            continue
-        seen.add(path.resolve())
-        variants.append(describe_variant(path))
-    names = [v["name"] for v in variants]
-    for v in variants:
-        if names.count(v["name"]) > 1:
-            v["name"] = f"{Path(v['path']).parent.name}/{v['name']}"
-    return variants
-
-
-def describe_variant(path: Path, standard_recipe: bool = False) -> dict:
-    manifest = read_manifest(path)
-    model = manifest.get("model", {})
-    kind = model.get("kind", "pytorch")
-    return {
-        "name": path.name, "path": str(path), "kind": kind,
-        "backend": "onnxruntime" if kind == "onnx" else "pytorch-eager",
-        "stage": manifest.get("stage"), "variant": model.get("variant"), "quantization": model.get("quantization"),
-        "standard_recipe": standard_recipe,
-        "labels": [str(label) for label in manifest.get("task", {}).get("labels", [])],
-        "lineage": lineage(path, manifest),
-        "size_bytes": model_size(path), "num_parameters": num_parameters(path, model),
-        "_manifest": manifest,
-    }
-
-
-def lineage(path: Path, manifest: dict) -> list[dict]:
-    """The steps that made the artifact, oldest first, ending with the artifact itself."""
-    steps = []
-    for record in [*manifest.get("lineage", []), {"path": str(path), "stage": manifest.get("stage")}]:
-        step = {"stage": record.get("stage"), "path": record.get("path")}
-        source = Path(record.get("path") or "")
-        if is_artifact(source):
-            step["summary"] = step_summary(manifest if source == path else read_manifest(source))
-        steps.append(step)
-    return steps
-
-
-def step_summary(manifest: dict) -> str:
-    model, parts = manifest.get("model", {}), []
-    kind = model.get("kind", "pytorch")
-    parts.append(" ".join(str(x) for x in (kind, model.get("variant"), model.get("quantization")) if x))
-    if model.get("heads_per_layer"):
-        heads, ffn = model["heads_per_layer"], model.get("ffn_per_layer") or []
-        parts.append(f"{len(heads)} layers, {sum(heads)} heads, FFN {sum(ffn)}")
-    if model.get("num_parameters"):
-        parts.append(f"{model['num_parameters'] / 1e6:.2f}M parameters")
-    accuracy = manifest.get("metrics", {}).get("eval", {}).get("accuracy")
-    if accuracy is not None:
-        parts.append(f"eval accuracy {100 * accuracy:.2f}%")
-    return "; ".join(parts)
-
-
-def model_size(path: Path) -> int:
-    """Bytes of the weight files (safetensors, ONNX graph and external data), not the tokenizer."""
-    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES))
-
-
-def num_parameters(path: Path, model: dict) -> int | None:
-    """From the manifest; for ONNX without one, the element count of the graph's weight initializers."""
-    if model.get("num_parameters"):
-        return int(model["num_parameters"])
-    graph = Path(path) / "model.onnx"
-    if not graph.is_file():
-        return None
-    import onnx
-
-    proto = onnx.load(str(graph), load_external_data=False)
-    return int(sum(int(np.prod(t.dims)) for t in proto.graph.initializer if len(t.dims) >= 1))
 
 
 def check_variants(variants: list[dict], config: BenchConfig) -> None:
@@ -169,14 +81,10 @@ def check_variants(variants: list[dict], config: BenchConfig) -> None:
     for v in variants:
         check_fixed_lengths(Path(v["path"]), config.seq_lens)
     if config.standard_recipe:
-        standard_recipe_functions()
         unpruned_parent(variants[0])
 
 
 def read_data(config: BenchConfig, variants: list[dict]):
-    from bertc.data.config import Columns
-    from bertc.data.prepare import read_eval_data
-
     task = variants[0]["_manifest"].get("task", {})
     if config.text_pair_column and not task.get("text_pair_column"):
         raise BertcError(f"--text-pair-column {config.text_pair_column}: {variants[0]['path']} was trained on "
@@ -192,57 +100,9 @@ def read_data(config: BenchConfig, variants: list[dict]):
     return dataset
 
 
-def cpu_counters() -> tuple[float, float, float] | None:
-    """(wall seconds, CPU seconds the whole machine spent busy, CPU seconds of this process and its children),
-    from /proc/stat; None where there is none."""
-    try:
-        values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    own = os.times()
-    return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
-
-
-def cores_used_by_others(start, end) -> float | None:
-    """Cores other processes kept busy between two :func:`cpu_counters`. Not the load average: that counts this
-    process too, so it reads "busy" right after bertc itself trained or benched."""
-    if start is None or end is None or end[0] <= start[0]:
-        return None
-    return round(max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]), 2)
-
-
-def other_load(warn: bool = False, seconds: float = 0.5) -> float | None:
-    """Cores other processes use now (sampled over ``seconds``); other work makes every timing noisy, so say so."""
-    from bertc.environment import usable_cores
-
-    start = cpu_counters()
-    time.sleep(seconds)
-    load = cores_used_by_others(start, cpu_counters())
-    if warn and load is not None and load > 0.25 * usable_cores():
-        from bertc.console import console
-
-        console.print(f"warning: the machine is busy (other processes use {load:.1f} of {usable_cores()} cores); "
-                      "timings will be noisy, and multi-threaded PyTorch suffers most. Bench on an idle machine "
-                      "for figures you will quote", style="yellow")
-    return load
-
-
-def usable_threads() -> int:
-    from bertc.environment import usable_cores
-
-    return usable_cores()
-
-
 def measure_all(variants: list[dict], dataset, settings: list[Setting], config: BenchConfig, threads: int) -> None:
     """Fill each variant record with accuracy, latency per setting and memory, under one progress display."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bertc.artifact import load_tokenizer
-    from bertc.console import console
-    from bertc.export.runtime import OnnxPredictor
-    from bertc.inference import load_predictor, score_dataset
 
     previous_threads = torch.get_num_threads()
     rounds = min(config.rounds, config.runs)
@@ -289,8 +149,6 @@ def measure_all(variants: list[dict], dataset, settings: list[Setting], config: 
                 memory = progress.add_task("peak memory (child processes)", total=len(variants))
                 for v in variants:
                     batch = largest_batch(tokenizers[v["name"]], dataset, settings, max_length(v), config.seed)
-                    from bertc.bench.memory import peak_memory
-
                     v["memory"] = peak_memory(Path(v["path"]), config.device, threads, batch)
                     progress.advance(memory)
     finally:
@@ -316,8 +174,6 @@ def largest_batch(tokenizer, dataset, settings: list[Setting], length: int, seed
 
 
 def assemble(variants: list[dict], settings: list[Setting], config: BenchConfig, threads: int, dataset) -> dict:
-    from bertc.environment import environment
-
     base = variants[0]
     base_latency = {(row["batch_size"], row["seq_len"]): row for row in base["latency"]}
     for v in variants:
@@ -358,71 +214,3 @@ def compare(variant: dict, base: dict) -> dict:
     if variant.get("memory") and base.get("memory"):
         out["model_memory_ratio"] = ratio(base["memory"]["model_rss_bytes"], variant["memory"]["model_rss_bytes"])
     return out
-
-
-def read_results(path: Path | str) -> dict:
-    """A results file written by `bertc bench`; fails on anything else or on another format version."""
-    path = Path(path)
-    if not path.is_file():
-        raise BertcError(f"results file {path} does not exist; pass a JSON file written by `bertc bench`")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BertcError(f"{path} is not valid JSON ({err}); pass a file written by `bertc bench`") from err
-    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
-        raise BertcError(f"{path} is not a bertc bench results file; pass a JSON file written by `bertc bench`")
-    if results.get("format_version") != RESULTS_VERSION:
-        raise BertcError(f"{path} has results format version {results.get('format_version')!r}; this bertc reads "
-                         f"version {RESULTS_VERSION}. Re-run `bertc bench` with this bertc version")
-    return results
-
-
-# ---------------------------------------------------------------------------------------------- standard recipe
-
-def standard_recipe_functions():
-    """bertc's ONNX export and quantize stages, which the standard-recipe comparison runs."""
-    try:
-        from bertc.export.config import ExportConfig, QuantizeConfig
-        from bertc.export.onnx import export
-        from bertc.export.quantize import quantize
-    except ImportError as err:
-        raise BertcError("--standard-recipe needs bertc's export module (bertc.export.onnx and bertc.export."
-                         "quantize), which this installation lacks; run without --standard-recipe") from err
-    return export, ExportConfig, quantize, QuantizeConfig
-
-
-def unpruned_parent(variant: dict) -> Path:
-    """The last fine-tuned PyTorch artifact in the variant's lineage before any pruning or distillation."""
-    found = None
-    for step in variant["lineage"]:  # oldest first; the variant itself is the last step
-        if step.get("stage") in ("prune", "distill"):
-            break
-        path = Path(step.get("path") or "")
-        if step.get("stage") == "finetune" and is_artifact(path):
-            if read_manifest(path).get("model", {}).get("kind", "pytorch") == "pytorch":
-                found = path
-    if found is None:
-        raise BertcError(f"--standard-recipe needs the fine-tuned model that {variant['path']} comes from, but its "
-                         "lineage has no unpruned fine-tuned PyTorch artifact that still exists; run without "
-                         "--standard-recipe")
-    return found
-
-
-def standard_recipe_variants(variants: list[dict], tmp: Path, config: BenchConfig) -> list[dict]:
-    """What a user gets without bertc's compression: the fine-tuned model in PyTorch eager and as ORT int8.
-
-    The int8 model is bertc's own export (ORT transformer optimizer, fused) and dynamic quantization with
-    default options, verified on the bench data; it is deleted after the run.
-    """
-    export, ExportConfig, quantize, QuantizeConfig = standard_recipe_functions()
-    parent = unpruned_parent(variants[0])
-    onnx_dir, int8_dir = tmp / "standard-onnx-fp32", tmp / "standard-ort-int8"
-    export(parent, ExportConfig(data=config.data, split=config.split), onnx_dir)
-    quantize(onnx_dir, QuantizeConfig(eval_data=config.data, split=config.split), int8_dir)
-    int8 = describe_variant(int8_dir, standard_recipe=True)
-    int8.update(name="standard: ort int8", source=str(parent), note="temporary export, deleted after the run")
-    if any(Path(v["path"]).resolve() == parent.resolve() for v in variants):
-        return [int8]  # the fine-tuned model is already benched as one of the variants
-    eager = describe_variant(parent, standard_recipe=True)
-    eager["name"] = "standard: pytorch eager"
-    return [eager, int8]

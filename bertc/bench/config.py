@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from bertc.checks import field_problems, flag, raise_problems
 from bertc.errors import BertcError
+from bertc.export.config import Device, Split, well_typed
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     data: str  # labelled data: a file, a directory (its --split file) or a Hub dataset id
-    split: str = "test"  # split to use when --data is a directory or Hub id
+    split: Split = "test"  # split to use when --data is a directory or Hub id
     text_column: str | None = None  # text column (default: the one the baseline was trained with)
     text_pair_column: str | None = None  # second text column (default: the baseline's)
     label_column: str | None = None  # label column (default: the baseline's)
     max_samples: int | None = None  # use only the first N rows of the data
-    device: Literal["cpu", "cuda"] = "cpu"  # where the variants run: cpu or cuda
+    device: Device = "cpu"  # where the variants run: cpu or cuda
     threads: int | None = None  # CPU threads for each variant (default: all usable cores)
     batch_sizes: tuple[int, ...] = (1, 8, 32)  # batch sizes to time
     seq_lens: tuple[int | str, ...] = ("real",)  # "real" (the data's own lengths, no padding to max) or fixed lengths
@@ -31,23 +32,20 @@ class BenchConfig:
     seed: int = 0  # seed of the order in which real sentences are batched
 
     def __post_init__(self):
-        problems = []
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
+        problems = field_problems(self)
+        ok = well_typed(self, problems)  # ranges only mean something once the types are right
+        if "batch_sizes" in ok and (not self.batch_sizes or any(b < 1 for b in self.batch_sizes)):
             problems.append(f"--batch-sizes needs positive integers, got {list(self.batch_sizes)}")
         if not self.seq_lens or any(s != "real" and (not isinstance(s, int) or s < 2) for s in self.seq_lens):
+            problems = [p for p in problems if not p.startswith("--seq-lens ")]  # the flag is --seq-len
             problems.append(f"--seq-len needs 'real' or lengths of at least 2, got {list(self.seq_lens)}")
-        for flag, value, low in (("--threads", self.threads, 1), ("--max-samples", self.max_samples, 1),
-                                 ("--warmup", self.warmup, 0), ("--runs", self.runs, 1), ("--rounds", self.rounds, 1)):
-            if value is not None and value < low:
-                problems.append(f"{flag} must be at least {low}, got {value}")
-        if self.duration is not None and self.duration <= 0:
+        for name, low in (("threads", 1), ("max_samples", 1), ("warmup", 0), ("runs", 1), ("rounds", 1)):
+            value = getattr(self, name)
+            if name in ok and value is not None and value < low:
+                problems.append(f"{flag(name)} must be at least {low}, got {value}")
+        if "duration" in ok and self.duration is not None and self.duration <= 0:
             problems.append(f"--duration must be positive, got {self.duration}")
-        if problems:
-            raise BertcError("; ".join(problems))
+        raise_problems(problems)
 
 
 def parse_int_list(text: str, flag: str) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ way a server calls the model. Tokenisation is not timed (it is the same for ever
 
 - Backends come from the artifact: PyTorch eager for ``pytorch`` and ``pytorch-quantized`` artifacts (the model
   is taken from ``bertc.inference.load_predictor``, so quantized PyTorch variants load exactly as for accuracy),
-  and an ONNX Runtime ``InferenceSession`` (``bertc.export.runtime.create_session``) for ``onnx`` artifacts.
+  and an ONNX Runtime ``InferenceSession`` (``bertc.inference.onnx.create_session``) for ``onnx`` artifacts.
 - ``seq_len="real"``: batches of real sentences, each batch padded only to its own longest member, so the
   latency distribution reflects the lengths of the data. A fixed length ``L``: every row holds ``L`` attended
   tokens, for capacity planning.
@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from bertc.errors import BertcError
+from bertc.inference import load_predictor
+from bertc.inference.onnx import create_session, providers_for
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MAX_POOL = 512  # distinct batches cycled through per setting
@@ -177,9 +179,7 @@ class OrtBackend:
 
 
 def onnx_session(path: Path, manifest: dict, device: str, threads: int):
-    """A session of bertc's export module (all graph optimizations), with ``threads`` intra-op threads."""
-    from bertc.export.runtime import create_session
-
+    """A session with all graph optimizations, as bertc serves ONNX, with ``threads`` intra-op threads."""
     model = Path(path) / manifest["model"].get("file", "model.onnx")
     if not model.is_file():
         raise BertcError(f"{model} is missing; the artifact is damaged, re-create it with `bertc export --onnx`")
@@ -196,8 +196,6 @@ def check_device(device: str, kind: str) -> None:
     if device != "cuda":
         return
     if kind == "onnx":
-        from bertc.export.runtime import providers_for
-
         providers_for(device)
         return
     if kind == "pytorch-quantized":
@@ -223,8 +221,6 @@ def open_backend(path: Path, manifest: dict, device: str, threads: int, predicto
 
     torch.set_num_threads(threads)
     if predictor is None:
-        from bertc.inference import load_predictor
-
         predictor = load_predictor(path, device=device)
     model = getattr(predictor, "model", None)
     if not isinstance(model, torch.nn.Module):

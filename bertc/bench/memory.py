@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bertc.artifact import read_manifest
+from bertc.bench.latency import open_backend
 from bertc.errors import BertcError
 
 
@@ -60,9 +62,6 @@ def status_bytes(field: str) -> int:
 
 def child(request: dict) -> dict:
     """Runs in the child: load one variant, run the batch, report memory (see the module docstring)."""
-    from bertc.artifact import read_manifest
-    from bertc.bench.latency import open_backend
-
     path, device = Path(request["path"]), request["device"]
     manifest = read_manifest(path)
     kind = manifest["model"].get("kind", "pytorch")
@@ -109,13 +108,10 @@ def import_runtime(path: Path, kind: str, device: str) -> None:
     if kind == "onnx":
         import onnxruntime  # noqa: F401
 
-        import bertc.export.runtime  # noqa: F401
         return
     import torch
     from transformers import AutoConfig, AutoTokenizer  # noqa: F401
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-
-    import bertc.inference  # noqa: F401
 
     try:
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(AutoConfig.from_pretrained(str(path)))]

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 from bertc.artifact import check_output, staging_dir
-from bertc.bench.bench import read_results
+from bertc.bench.results import read_results
 from bertc.errors import BertcError
 from bertc.formatting import megabytes, pct, signed
 from bertc.formatting import points as points_text

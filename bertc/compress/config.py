@@ -1,58 +1,17 @@
-"""Option groups shared by `bertc prune` and `bertc distill`: which data to use, and the distillation loss."""
+"""The options of `bertc prune` and `bertc distill`, and the distillation loss both use (light: no torch import).
+
+Their data options are a :class:`bertc.data.config.DataConfig` whose training data may be left out: the stages
+then use the data recorded in the artifact (``DataConfig.resolve``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from bertc.data.config import AugmentConfig, DataConfig
-from bertc.errors import BertcError
+from bertc.checks import field_problems, raise_problems
+from bertc.data.config import DataConfig
 from bertc.training.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class TaskData:
-    train: str | None = None  # labelled data (default: the training data recorded in the artifact)
-    eval: str | None = None  # evaluation data (default: the artifact's evaluation data)
-    text_column: str | None = None  # text column (default: the artifact's, else auto-detected)
-    text_pair_column: str | None = None  # second text column for sentence-pair tasks
-    label_column: str | None = None  # label column (default: the artifact's, else auto-detected)
-    max_train_samples: int | None = None  # use only the first N training examples
-    max_eval_samples: int | None = None  # use only the first N evaluation examples
-    val_fraction: float = 0.1  # share held out for validation when no evaluation data is given
-    clean: bool = True  # normalise whitespace, drop empty rows and duplicates
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 42  # seed of the validation split when the data has none
-
-    def __post_init__(self):
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BertcError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-
-    def resolve(self, manifest: dict) -> tuple[DataConfig | None, str]:
-        """The data to use and where it came from; (None, reason) when none is given or recorded on disk."""
-        task = manifest.get("task", {})
-        recorded = task.get("train_data")
-        if self.train is not None:
-            train, source = self.train, f"--data {self.train}"
-        elif recorded and Path(recorded).exists():
-            train, source = recorded, f"the artifact's training data ({recorded})"
-        else:
-            why = f"the recorded training data {recorded} is not on this machine" if recorded else "none is recorded"
-            return None, f"no labelled data: no --data given and {why}"
-        use_recorded = self.train is None
-        evaluation = self.eval or (task.get("eval_data") if use_recorded else None)
-        if evaluation is not None and use_recorded and not Path(evaluation).exists():
-            evaluation = None
-        return DataConfig(
-            train=train, eval=evaluation,
-            text_column=self.text_column or (task.get("text_column") if use_recorded else None),
-            text_pair_column=self.text_pair_column or (task.get("text_pair_column") if use_recorded else None),
-            label_column=self.label_column or (task.get("label_column") if use_recorded else None),
-            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
-            val_fraction=self.val_fraction, clean=self.clean, augment=self.augment, seed=self.seed), source
 
 
 @dataclass(frozen=True)
@@ -64,6 +23,12 @@ class DistillLoss:
     attention_weight: float = 0.0  # weight of the attention-map loss between mapped layers (head-averaged)
 
     def __post_init__(self):
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            problems += self.range_problems()
+        raise_problems(problems)
+
+    def range_problems(self) -> list[str]:
         problems = []
         if self.temperature <= 0:
             problems.append(f"--temperature must be positive, got {self.temperature}")
@@ -73,8 +38,7 @@ class DistillLoss:
         if not problems and not (self.soft_weight or self.hard_weight or self.hidden_weight or self.attention_weight):
             problems.append("all distillation loss weights are 0; give --soft-weight or --hard-weight a positive "
                             "value")
-        if problems:
-            raise BertcError("; ".join(problems))
+        return problems
 
     @property
     def intermediate(self) -> bool:
@@ -99,13 +63,19 @@ class PruneConfig:
     ffn_size: int | None = None  # keep N intermediate neurons in every feed-forward block
     importance: ImportanceMethod = "auto"  # gradient (needs data), magnitude, or auto: gradient when data exists
     importance_samples: int = 512  # labelled examples used to score heads, neurons and layers
-    data: TaskData = field(default_factory=TaskData)
+    data: DataConfig = field(default_factory=DataConfig)
     recover: TrainConfig | None = None  # fine-tune after pruning with these options (None: no recovery)
     distill: bool = False  # recover by distilling from the unpruned parent instead of plain fine-tuning
     distill_loss: DistillLoss = field(default_factory=DistillLoss)
     iterative: int = 1  # prune in S steps with importance re-scored (and recovery) after each
 
     def __post_init__(self):
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            problems += self.range_problems()
+        raise_problems(problems)
+
+    def range_problems(self) -> list[str]:
         problems = []
         if self.heads is not None and self.heads < 1:
             problems.append(f"--heads must be at least 1, got {self.heads}")
@@ -136,8 +106,7 @@ class PruneConfig:
             problems.append(f"--iterative must be at least 1, got {self.iterative}")
         if self.distill and self.recover is None:
             problems.append("--distill trains the pruned model; give --recover-epochs or --recover-steps too")
-        if problems:
-            raise BertcError("; ".join(problems))
+        return problems
 
     @property
     def prunes_anything(self) -> bool:
@@ -147,7 +116,7 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    data: TaskData = field(default_factory=TaskData)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: DistillLoss = field(default_factory=DistillLoss)
     student: str | None = None  # an existing artifact to train as the student (e.g. a pruned one)
@@ -155,6 +124,12 @@ class DistillConfig:
     layer_map: tuple[int, ...] | None = None  # the teacher layer of each student layer (0-based)
 
     def __post_init__(self):
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            problems += self.range_problems()
+        raise_problems(problems)
+
+    def range_problems(self) -> list[str]:
         problems = []
         if self.student_layers is not None and self.student_layers < 1:
             problems.append(f"--student-layers must be at least 1, got {self.student_layers}")
@@ -170,5 +145,4 @@ class DistillConfig:
             elif self.student is None and list(self.layer_map) != sorted(set(self.layer_map)):
                 problems.append(f"a student made from teacher layers {list(self.layer_map)} needs them distinct and "
                                 "in increasing order")
-        if problems:
-            raise BertcError("; ".join(problems))
+        return problems

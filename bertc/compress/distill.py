@@ -1,95 +1,89 @@
 """`bertc distill`: train a smaller student on a teacher's soft labels (and, optionally, its internals).
 
-The loss is soft-label KL with a temperature plus hard-label cross-entropy; TinyBERT-style intermediate losses
-compare hidden states and attention maps of mapped layers. Both work when the student has fewer layers, fewer
-heads or a smaller FFN than the teacher: hidden states are compared per token (the hidden size must match) and
-attention maps after averaging over heads, so head counts need not agree. Training is bertc's one loop,
-:func:`bertc.training.trainer.train_model`, with a Trainer subclass that swaps the loss.
+The student is an existing artifact (``--student``, e.g. a pruned one) or a copy of the teacher keeping some of
+its layers (``--student-layers``). Training is :func:`bertc.compress.distillation.distill_`, which recovery after
+pruning uses too.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from collections import defaultdict
 from pathlib import Path
 
-import torch
-from torch.nn import functional as F
-
-from bertc.artifact import check_output, load_artifact, parent_record, save_artifact
-from bertc.compress.config import DistillConfig, DistillLoss
+from bertc.artifact import Artifact, check_output, load_artifact, parent_record, save_artifact
+from bertc.compress.config import DistillConfig
+from bertc.compress.distillation import distill_
 from bertc.compress.flops import compare_sizes, size_report
-from bertc.compress.prune import check_labels, evaluate_model, every_other_layer, keep_layers_
+from bertc.data.prepare import check_model_labels, prepare_data, task_record
 from bertc.errors import BertcError
-from bertc.modeling import PrunedAttention, encoder_layers, head_size
-from bertc.training.config import TrainConfig
-from bertc.training.trainer import BertcTrainer, train_model
+from bertc.inference import TorchPredictor, score_dataset
+from bertc.modeling import encoder_layers, every_other_layer, make_student
+from bertc.training.trainer import check_device
+from bertc.training.workdir import is_main_process, remove_work_dir, work_dir_for
 
 
-def distill(teacher: Path | str, config: DistillConfig, out: Path | str, *, overwrite: bool = False,
+def distill(src: Path | str, config: DistillConfig, out: Path | str, *, overwrite: bool = False,
             resume: bool = False) -> Path:
-    """Distil the artifact ``teacher`` into a student and write it to ``out``."""
+    """Distil the artifact ``src`` (the teacher) into a student and write it to ``out``."""
     from transformers import set_seed
 
-    from bertc.data.prepare import prepare_data
-    from bertc.finetune.finetune import task_record
-    from bertc.training.trainer import check_device, is_main_process, remove_work_dir, work_dir_for
-
-    teacher, out = Path(teacher), check_output(out, overwrite, inputs=(teacher, config.student))
+    src, out = Path(src), check_output(out, overwrite, inputs=(src, config.student))
     check_device(config.train)
-    teacher_artifact = load_artifact(teacher)
-    teacher_model = teacher_artifact.model
-    labels = teacher_artifact.manifest["task"]["labels"]
-    teacher_layers = len(encoder_layers(teacher_model))
+    teacher = load_artifact(src)
+    student, tokenizer, layer_map = choose_student(teacher, config)
+    data_config, data_source = config.data.resolve(teacher.manifest)
+    if data_config is None:
+        raise BertcError(f"distillation needs training data ({data_source}); pass --train")
+    data = prepare_data(data_config)
+    labels = teacher.manifest["task"]["labels"]
+    check_model_labels(data, labels)
+
+    set_seed(config.train.seed)
+    work_dir = work_dir_for(out)
+    result = distill_(student, teacher.model, tokenizer, data, {label: i for i, label in enumerate(labels)},
+                      config.train, config.loss, layer_map=layer_map, work_dir=work_dir, resume=resume)
+    if not is_main_process():
+        return out
+    max_length = config.train.max_length
+    predictor = TorchPredictor(result.model, tokenizer, labels, max_length, config.train.eval_batch_size,
+                               result.metrics["device"])
+    metrics = {"eval": {**score_dataset(predictor, data.eval), "data": data.eval.source},
+               "training": result.metrics}
+    before, after = size_report(teacher.model, max_length), size_report(result.model, max_length)
+    compression = {"technique": "distill", "teacher": parent_record(src), "layer_map": layer_map,
+                   "student": parent_record(config.student) if config.student else "made from the teacher",
+                   "data": data_source, "before": before, "after": after, "ratios": compare_sizes(before, after)}
+    save_artifact(out, result.model.cpu(), tokenizer, stage="distill", config=config,
+                  task=task_record(data_config, data, labels, max_length), parent=config.student or src,
+                  metrics=metrics, extra={"compression": compression},
+                  extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
+    remove_work_dir(work_dir)
+    return out
+
+
+def choose_student(teacher: Artifact, config: DistillConfig) -> tuple[object, object, list[int]]:
+    """The student model, its tokenizer, and the teacher layer each of its layers learns from."""
+    teacher_layers = len(encoder_layers(teacher.model))
     if config.student is not None:
         student_artifact = load_artifact(config.student)
-        check_compatible(teacher_artifact, student_artifact)
+        check_compatible(teacher, student_artifact)
         student, tokenizer = student_artifact.model, student_artifact.tokenizer
-        layer_map = list(config.layer_map or default_layer_map(student_artifact, teacher, teacher_layers))
+        layer_map = list(config.layer_map or default_layer_map(student_artifact, teacher.path, teacher_layers))
     else:
         if config.student_layers is not None and config.student_layers > teacher_layers:
             raise BertcError(f"--student-layers {config.student_layers} is more than the teacher's {teacher_layers} "
                              f"layers; pass 1 to {teacher_layers}")
         layer_map = list(config.layer_map or every_other_layer(teacher_layers, config.student_layers))
         check_layer_map(layer_map, teacher_layers, len(layer_map))
-        student, tokenizer = make_student(teacher_model, layer_map), teacher_artifact.tokenizer
+        student, tokenizer = make_student(teacher.model, layer_map), teacher.tokenizer
     check_layer_map(layer_map, teacher_layers, len(encoder_layers(student)))
-    if config.loss.hidden_weight and student.config.hidden_size != teacher_model.config.hidden_size:
-        raise BertcError(f"the hidden-state loss compares hidden states, but the student's hidden size "
-                         f"{student.config.hidden_size} differs from the teacher's {teacher_model.config.hidden_size}; "
-                         "pass --hidden-weight 0")
-    data_config, data_source = config.data.resolve(teacher_artifact.manifest)
-    if data_config is None:
-        raise BertcError(f"distillation needs training data ({data_source}); pass --train")
-    data = prepare_data(data_config)
-    check_labels(data, labels)
-
-    set_seed(config.train.seed)
-    label2id = {label: i for i, label in enumerate(labels)}
-    before = size_report(teacher_model, config.train.max_length)
-    work_dir = work_dir_for(out)
-    result = distill_model(student, teacher_model, tokenizer, data, label2id, config.train, config.loss,
-                           layer_map=layer_map, work_dir=work_dir, resume=resume)
-    if not is_main_process():
-        return out
-    student = result.model
-    after = size_report(student, config.train.max_length)
-    metrics = {"eval": {**evaluate_model(student, tokenizer, labels, data, config.train.max_length,
-                                         result.metrics["device"]), "data": data.eval.source},
-               "training": result.metrics}
-    compression = {"technique": "distill", "teacher": parent_record(teacher), "layer_map": layer_map,
-                   "student": parent_record(config.student) if config.student else "made from the teacher",
-                   "data": data_source, "before": before, "after": after, "ratios": compare_sizes(before, after)}
-    save_artifact(out, student.cpu(), tokenizer, stage="distill", config=config,
-                  task=task_record(data_config, data, labels, config.train.max_length),
-                  parent=config.student or teacher, metrics=metrics, extra={"compression": compression},
-                  extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
-    remove_work_dir(work_dir)
-    return out
+    hidden, teacher_hidden = student.config.hidden_size, teacher.model.config.hidden_size
+    if config.loss.hidden_weight and hidden != teacher_hidden:
+        raise BertcError(f"the hidden-state loss compares hidden states, but the student's hidden size {hidden} "
+                         f"differs from the teacher's {teacher_hidden}; pass --hidden-weight 0")
+    return student, tokenizer, layer_map
 
 
-def check_compatible(teacher, student) -> None:
+def check_compatible(teacher: Artifact, student: Artifact) -> None:
     """Teacher and student must predict the same labels from the same token ids."""
     problems = []
     t_labels = [str(label) for label in teacher.manifest["task"]["labels"]]
@@ -105,7 +99,7 @@ def check_compatible(teacher, student) -> None:
         raise BertcError("; ".join(problems))
 
 
-def default_layer_map(student_artifact, teacher: Path, teacher_layers: int) -> list[int]:
+def default_layer_map(student_artifact: Artifact, teacher: Path, teacher_layers: int) -> list[int]:
     """The teacher layers a student's layers came from when it was pruned from the teacher, else uniform."""
     manifest = student_artifact.manifest
     parent = (manifest.get("parent") or {}).get("path")
@@ -124,168 +118,3 @@ def check_layer_map(layer_map: list[int], teacher_layers: int, student_layers: i
     if len(layer_map) != student_layers:
         raise BertcError(f"layer mapping {layer_map} has {len(layer_map)} entries for a student with "
                          f"{student_layers} layers; give one teacher layer per student layer")
-
-
-def make_student(teacher_model, layers: list[int]):
-    """A copy of the teacher keeping only ``layers``: the usual starting point of a shallower student."""
-    student = copy.deepcopy(teacher_model)
-    keep_layers_(student, list(layers))
-    for parameter in student.parameters():  # trainable even when the teacher was frozen
-        parameter.requires_grad_(True)
-    return student
-
-
-def distill_model(student, teacher, tokenizer, data, label2id: dict, train_config: TrainConfig, loss: DistillLoss,
-                  layer_map: list[int], work_dir: Path, resume: bool = False, description: str = "distilling"):
-    """Train ``student`` in place on ``data`` with the distillation loss; returns train_model's result."""
-    return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
-                       trainer_class=DistillTrainer, description=description,
-                       trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map)})
-
-
-class DistillTrainer(BertcTrainer):
-    """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy."""
-
-    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.teacher = teacher.to(self.args.device).eval()  # runs under no_grad; its parameters are left as given
-        self.loss_config = loss_config
-        self.pairs = list(enumerate(layer_map))  # (student layer, teacher layer)
-        hidden, attention = loss_config.hidden_weight > 0, loss_config.attention_weight > 0
-        self.student_taps = LayerTaps(self.model, hidden, attention) if loss_config.intermediate else None
-        self.teacher_taps = LayerTaps(self.teacher, hidden, attention) if loss_config.intermediate else None
-        self.loss_sums: dict[str, float] = defaultdict(float)
-        self.loss_batches = 0
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not model.training:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
-        features = {k: v for k, v in inputs.items() if k != "labels"}
-        outputs = model(**features)
-        with torch.no_grad():
-            teacher_logits = self.teacher(**features).logits
-        loss, parts = distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.loss_config,
-                                        attention_mask=features.get("attention_mask"), pairs=self.pairs,
-                                        student_taps=self.student_taps, teacher_taps=self.teacher_taps)
-        for name, value in parts.items():
-            self.loss_sums[name] += value.item()
-        self.loss_batches += 1
-        return (loss, outputs) if return_outputs else loss
-
-    def train(self, *args, **kwargs):
-        try:
-            return super().train(*args, **kwargs)
-        finally:  # the returned model must not keep hooks holding the last batch's activations
-            for taps in (self.student_taps, self.teacher_taps):
-                if taps is not None:
-                    taps.remove()
-
-    def log(self, logs, *args, **kwargs):
-        if self.loss_batches and "loss" in logs:  # the loss parts, averaged since the last log record
-            for name, total in self.loss_sums.items():
-                logs[f"distill_{name}"] = round(total / self.loss_batches, 5)
-            self.loss_sums.clear()
-            self.loss_batches = 0
-        super().log(logs, *args, **kwargs)
-
-
-class LayerTaps:
-    """Forward hooks keeping each encoder layer's output and its attention queries and keys for the last batch."""
-
-    def __init__(self, model, hidden: bool, attention: bool):
-        self.head_dim = head_size(model)
-        layers = encoder_layers(model)
-        self.hidden: list[torch.Tensor | None] = [None] * len(layers)
-        self.query: list[torch.Tensor | None] = [None] * len(layers)
-        self.key: list[torch.Tensor | None] = [None] * len(layers)
-        self.handles = []
-        for i, layer in enumerate(layers):
-            if hidden:
-                self.handles.append(layer.register_forward_hook(self.keep(self.hidden, i)))
-            if attention and not isinstance(layer.attention, PrunedAttention):
-                self.handles.append(layer.attention.self.query.register_forward_hook(self.keep(self.query, i)))
-                self.handles.append(layer.attention.self.key.register_forward_hook(self.keep(self.key, i)))
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.hidden = self.query = self.key = []
-
-    def full_mask(self) -> torch.Tensor:
-        """An all-true (batch, seq) mask, for inputs that came without an attention mask."""
-        tensor = next(t for t in [*self.hidden, *self.query] if t is not None)
-        return torch.ones(tensor.shape[:2], dtype=torch.bool, device=tensor.device)
-
-    @staticmethod
-    def keep(store: list, index: int):
-        def hook(module, args, output):
-            store[index] = output[0] if isinstance(output, tuple) else output
-        return hook
-
-    def attention_log_probs(self, index: int, mask: torch.Tensor) -> torch.Tensor | None:
-        """log of the head-averaged attention distribution of one layer: (batch, query, key); None without heads."""
-        query, key = self.query[index], self.key[index]
-        if query is None or key is None:
-            return None
-        return head_averaged_attention(query, key, self.head_dim, mask)
-
-
-def head_averaged_attention(query: torch.Tensor, key: torch.Tensor, head_dim: int, mask: torch.Tensor) -> torch.Tensor:
-    """log(mean over heads of softmax(q k^T / sqrt(d))) from projected queries/keys (batch, seq, heads*head_dim).
-
-    Averaging over heads makes maps of layers with different head counts comparable.
-    """
-    batch, seq, width = query.shape
-    heads = width // head_dim
-    q = query.float().view(batch, seq, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
-    k = key.float().view(batch, seq, heads, head_dim).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) * head_dim**-0.5  # (batch, heads, query, key)
-    scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
-    return torch.logsumexp(scores.log_softmax(dim=-1), dim=1) - math.log(heads)
-
-
-def distillation_loss(student_logits, teacher_logits, labels, config: DistillLoss, *, attention_mask=None,
-                      pairs=(), student_taps: LayerTaps | None = None, teacher_taps: LayerTaps | None = None):
-    """The weighted distillation loss and its parts (soft, hard, hidden, attention), each a batch mean."""
-    student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
-    t = config.temperature
-    parts = {}
-    if config.soft_weight:
-        parts["soft"] = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
-                                 log_target=True, reduction="batchmean") * t * t
-    if config.hard_weight:
-        parts["hard"] = F.cross_entropy(student_logits, labels)
-    if config.intermediate:
-        mask = attention_mask.bool() if attention_mask is not None else student_taps.full_mask()
-        if config.hidden_weight:
-            losses = [hidden_state_loss(student_taps.hidden[s], teacher_taps.hidden[t_], mask) for s, t_ in pairs]
-            parts["hidden"] = torch.stack(losses).mean()
-        if config.attention_weight:
-            losses = []
-            for s, t_ in pairs:
-                student_map = student_taps.attention_log_probs(s, mask)
-                teacher_map = teacher_taps.attention_log_probs(t_, mask)
-                if student_map is not None and teacher_map is not None:
-                    losses.append(attention_map_loss(student_map, teacher_map, mask))
-            if losses:
-                parts["attention"] = torch.stack(losses).mean()
-    weights = {"soft": config.soft_weight, "hard": config.hard_weight, "hidden": config.hidden_weight,
-               "attention": config.attention_weight}
-    total = sum(weights[name] * value for name, value in parts.items())
-    return total, {name: value.detach() for name, value in parts.items()}
-
-
-def hidden_state_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Squared error relative to the teacher's norm, per real token: scale-free, 0 when equal, 1 for zeros."""
-    error = (student.float() - teacher.float()).pow(2).sum(-1) / teacher.float().pow(2).sum(-1).clamp_min(1e-6)
-    return error[mask].mean()
-
-
-def attention_map_loss(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor,
-                       mask: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) of head-averaged attention rows, averaged over real query tokens."""
-    teacher_probs = teacher_log_probs.exp()
-    kl = torch.where(mask[:, None, :], teacher_probs * (teacher_log_probs - student_log_probs), 0.0).sum(-1)
-    return kl[mask].mean()
-

@@ -9,31 +9,34 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from bertc.artifact import check_output, load_artifact, save_artifact
+from bertc.artifact import check_output, load_artifact, load_model, save_artifact, staging_dir
 from bertc.compress.config import PruneConfig
+from bertc.compress.distillation import distill_
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.compress.importance import ImportanceScores, compute_importance
-from bertc.data.labels import check_known_labels
+from bertc.compress.selection import choose_heads, choose_layers, choose_neurons, layer_drops_needed
+from bertc.data.prepare import PreparedData, check_model_labels, prepare_data
 from bertc.errors import BertcError
+from bertc.inference import TorchPredictor, score_dataset
 from bertc.jsonio import to_jsonable
 from bertc.modeling import (
-    base_model,
     encoder_layers,
     head_size,
     keep_heads_,
+    keep_layers_,
     keep_neurons_,
     layer_shapes,
     record_layer_shapes_,
 )
+from bertc.training.trainer import TrainResult, check_device, resolve_device, train_model
+from bertc.training.workdir import CONFIG_FILE, check_resume_record, remove_work_dir, work_dir_for
 
 IMPORTANCE_FILE = "importance.json"
+RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
 
 
 def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: bool = False,
@@ -43,42 +46,69 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     Every step leaves a snapshot (the pruned model, then the recovered one) in the work directory beside ``out``,
     so with ``resume`` an interrupted run reloads finished steps and continues recovery from its last checkpoint.
     """
-    from bertc.data.prepare import prepare_data
-    from bertc.training.trainer import CONFIG_FILE, check_device, remove_work_dir, resolve_device, work_dir_for
-
     src, out = Path(src), check_output(out, overwrite, inputs=(src,))
     device = check_device(config.recover) if config.recover else resolve_device("auto")
     artifact = load_artifact(src)
-    model, manifest = artifact.model, artifact.manifest
-    check_against_model(config, model)
-    data_config, data_source = config.data.resolve(manifest)
-    use_gradient = config.importance == "gradient" or (config.importance == "auto" and data_config is not None)
-    problems = []
-    if use_gradient and data_config is None:
-        problems.append(f"--importance gradient needs labelled data ({data_source}); pass --data")
-    if config.recover is not None and data_config is None:
-        problems.append(f"recovery training needs labelled data ({data_source}); pass --data")
-    if not use_gradient and config.layers is not None and config.layer_strategy == "importance":
-        problems.append("layer importance is measured on data and magnitude scoring cannot rank layers; pass "
-                        "--data, or --layer-strategy top or alternate")
-    if problems:
-        raise BertcError("; ".join(problems))
+    task = artifact.manifest["task"]
+    check_against_model(config, artifact.model)
+    data_config, data_source = config.data.resolve(artifact.manifest)
+    check_data_needs(config, data_config is not None, data_source)
     data = prepare_data(data_config) if data_config is not None else None
-    labels = manifest["task"]["labels"]
-    label2id = {label: i for i, label in enumerate(labels)}
     if data is not None:
-        check_labels(data, labels)
-    max_length = manifest["task"].get("max_length") or 128
-    model.to(device)
-    teacher = copy.deepcopy(model).eval() if config.distill else None
+        check_model_labels(data, task["labels"])
+    work_dir = work_dir_for(out)
+    start_work_dir(work_dir, {"artifact": str(src.absolute()), **to_jsonable(config)}, resume)
+    result = prune_(artifact.model.to(device), artifact.tokenizer, config, data, work_dir, labels=task["labels"],
+                    max_length=task.get("max_length") or 128, resume=resume)
+    compression, extra_files = artifact_records(result, work_dir, data_source if data is not None else None)
+    save_artifact(out, result.model.cpu(), artifact.tokenizer, stage="prune", config=config, task=task,
+                  parent=src, metrics=result.metrics(), extra={"compression": compression},
+                  extra_files=extra_files, overwrite=overwrite)
+    remove_work_dir(work_dir)
+    return out
 
+
+@dataclass
+class PruneResult:
+    model: object  # the pruned (and recovered) model
+    importance: str  # how importance was scored: "gradient" (on data) or "magnitude"
+    before: dict  # size of the model as given (bertc.compress.flops.size_report)
+    after: dict  # size of the pruned model
+    steps: list[dict]  # what each step scored, kept and recovered (in the given model's numbering)
+    kept_layers: list[int]  # the given model's index of each remaining layer
+    kept_heads: list[list[int]]  # the given model's index of each remaining head, per remaining layer
+    eval: dict | None = None  # classification report on the evaluation data, when there is some
+    logs: list[tuple[int, Path]] | None = None  # (step, recovery training log) of each recovered step
+
+    def metrics(self) -> dict:
+        """The manifest's metrics: accuracy after each step (and its recovery), and the final evaluation."""
+        keep = ("step", "eval_accuracy_after_pruning", "recovery")
+        metrics = {"steps": [{k: v for k, v in step.items() if k in keep} for step in self.steps]}
+        if self.eval is not None:
+            metrics["eval"] = self.eval
+        return metrics
+
+
+def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, work_dir: Path, *, labels: list,
+           max_length: int = 128, resume: bool = False) -> PruneResult:
+    """Prune ``model`` to the targets of ``config`` in ``config.iterative`` steps, scoring importance on ``data``
+    (weight magnitude when None) and, with ``config.recover``, training it back after each step.
+
+    ``labels`` are the model's classes in output order. Each finished step is saved under ``work_dir``; with
+    ``resume`` finished steps are reloaded and an interrupted recovery continues from its last checkpoint, so
+    use the returned model: the one given is pruned in place but may have been replaced.
+    """
+    check_against_model(config, model)
+    check_data_needs(config, data is not None, "none was given")
+    use_gradient = uses_gradient(config, data is not None)
+    device = str(next(model.parameters()).device)
+    label2id = {label: i for i, label in enumerate(labels)}
+    teacher = copy.deepcopy(model).eval() if config.distill else None
     before = size_report(model, max_length)
     heads0, ffn0 = layer_shapes(model)
     start = {"heads": heads0, "ffn": ffn0}
     origins = list(range(len(heads0)))  # parent layer index of each current layer
     head_origins = [list(range(h)) for h in heads0]  # parent head index of each current head
-    work_dir = work_dir_for(out)
-    start_work_dir(work_dir, {"artifact": str(src.absolute()), **to_jsonable(config)}, resume)
     steps, logs = [], []
     for step in range(1, config.iterative + 1):
         step_dir = work_dir / f"step-{step}"
@@ -92,7 +122,7 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
         else:
             steps_left = config.iterative - step + 1
             drops = layer_drops_needed(config, len(origins), steps_left)
-            scores = compute_importance(model, artifact.tokenizer, data.train if use_gradient else None, label2id,
+            scores = compute_importance(model, tokenizer, data.train if use_gradient else None, label2id,
                                         samples=config.importance_samples, max_length=max_length,
                                         seed=config.data.seed + step, layer_drops=drops)
             kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
@@ -102,41 +132,58 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
                                                                                    kept["kept_heads"])]
             record["shape_after"] = size_report(model, max_length)
             if data is not None and len(data.eval):
-                record["eval_accuracy_after_pruning"] = evaluate_model(model, artifact.tokenizer, labels, data,
-                                                                       max_length, device)["accuracy"]
+                record["eval_accuracy_after_pruning"] = evaluate(model, tokenizer, labels, data, max_length)["accuracy"]
             save_step(step_dir / "pruned", model, record, origins, head_origins)
         if config.recover is not None:
             recovery_dir = step_dir / "recovery"
-            result = recover(model, artifact.tokenizer, data, label2id, config, recovery_dir, teacher, origins,
-                             resume=resume and (recovery_dir / CONFIG_FILE).is_file())
+            result = recover_(model, tokenizer, data, label2id, config, recovery_dir, teacher, origins,
+                              resume=resume and (recovery_dir / CONFIG_FILE).is_file())
             model = result.model
             record["recovery"] = result.metrics
             logs.append((step, result.log_file))
             save_step(step_dir / "recovered", model, record, origins, head_origins)
             shutil.rmtree(step_dir / "pruned", ignore_errors=True)  # superseded: resume starts from "recovered"
         steps.append(record)
-
-    after = size_report(model, max_length)
-    metrics = {"steps": [{k: v for k, v in s.items() if k in ("step", "eval_accuracy_after_pruning", "recovery")}
-                         for s in steps]}
+    final = None
     if data is not None and len(data.eval):
-        metrics["eval"] = {**evaluate_model(model, artifact.tokenizer, labels, data, max_length, device),
-                           "data": data.eval.source}
+        final = {**evaluate(model, tokenizer, labels, data, max_length), "data": data.eval.source}
+    return PruneResult(model=model, importance="gradient" if use_gradient else "magnitude", before=before,
+                       after=size_report(model, max_length), steps=steps, kept_layers=origins,
+                       kept_heads=head_origins, eval=final, logs=logs)
+
+
+def artifact_records(result: PruneResult, work_dir: Path, data_source: str | None) -> tuple[dict, dict]:
+    """The manifest's ``compression`` record and the files beside the model: what each step decided
+    (``importance.json``) and, after recovery, the training log of all steps."""
     importance_file = work_dir / IMPORTANCE_FILE
-    importance_file.write_text(json.dumps({"data": data_source if use_gradient else None, "steps": steps},
-                                          indent=1) + "\n")
+    importance_file.write_text(json.dumps({"data": data_source if result.importance == "gradient" else None,
+                                           "steps": result.steps}, indent=1) + "\n")
     extra_files = {IMPORTANCE_FILE: importance_file}
-    if logs:
-        extra_files["train_log.jsonl"] = merge_logs(logs, work_dir / "train_log.jsonl")
-    compression = {"technique": "prune", "importance": "gradient" if use_gradient else "magnitude",
-                   "data": data_source if data is not None else None, "before": before, "after": after,
-                   "ratios": compare_sizes(before, after), "kept_layers": origins, "kept_heads": head_origins,
+    if result.logs:
+        extra_files["train_log.jsonl"] = merge_logs(result.logs, work_dir / "train_log.jsonl")
+    compression = {"technique": "prune", "importance": result.importance, "data": data_source,
+                   "before": result.before, "after": result.after, "ratios": compare_sizes(result.before, result.after),
+                   "kept_layers": result.kept_layers, "kept_heads": result.kept_heads,
                    "importance_file": IMPORTANCE_FILE}
-    save_artifact(out, model.cpu(), artifact.tokenizer, stage="prune", config=config, task=manifest["task"],
-                  parent=src, metrics=metrics, extra={"compression": compression}, extra_files=extra_files,
-                  overwrite=overwrite)
-    remove_work_dir(work_dir)
-    return out
+    return compression, extra_files
+
+
+def uses_gradient(config: PruneConfig, has_data: bool) -> bool:
+    return config.importance == "gradient" or (config.importance == "auto" and has_data)
+
+
+def check_data_needs(config: PruneConfig, has_data: bool, why_none: str) -> None:
+    """What ``config`` cannot do without labelled data: one error listing all of it (``why_none``: why none)."""
+    problems = []
+    if uses_gradient(config, has_data) and not has_data:
+        problems.append(f"--importance gradient needs labelled data ({why_none}); pass --data")
+    if config.recover is not None and not has_data:
+        problems.append(f"recovery training needs labelled data ({why_none}); pass --data")
+    if not uses_gradient(config, has_data) and config.layers is not None and config.layer_strategy == "importance":
+        problems.append("layer importance is measured on data and magnitude scoring cannot rank layers; pass "
+                        "--data, or --layer-strategy top or alternate")
+    if problems:
+        raise BertcError("; ".join(problems))
 
 
 def check_against_model(config: PruneConfig, model) -> None:
@@ -162,25 +209,6 @@ def check_against_model(config: PruneConfig, model) -> None:
                         f"pass 1 to {max(ffn)} or a share with --ffn")
     if problems:
         raise BertcError("; ".join(problems))
-
-
-def check_labels(data, labels: list) -> None:
-    check_known_labels([*data.train.labels, *data.eval.labels], labels, data.train.source,
-                       "Pass --data of the same task")
-
-
-def layer_drops_needed(config: PruneConfig, num_layers: int, steps_left: int) -> int:
-    """Rounds of greedy layer ablation this step needs (only for --layers with the importance strategy)."""
-    if config.layers is None or config.layer_strategy != "importance":
-        return 0
-    return num_layers - step_target(num_layers, config.layers, steps_left)
-
-
-def step_target(current: int, final: int, steps_left: int) -> int:
-    """Move an equal share of the remaining way from ``current`` to ``final`` (all of it in the last step)."""
-    if final >= current:
-        return current
-    return round(current - (current - final) / steps_left)
 
 
 def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_left: int = 1,
@@ -212,91 +240,6 @@ def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_
             "kept_neurons": [kept_neurons[i].tolist() for i in kept_layers]}
 
 
-def choose_layers(config: PruneConfig, scores: ImportanceScores, origins: list[int], steps_left: int) -> list[int]:
-    n = len(origins)
-    if config.drop_layers:
-        return [i for i in range(n) if origins[i] not in set(config.drop_layers)]
-    if config.layers is None:
-        return list(range(n))
-    target = step_target(n, config.layers, steps_left)
-    if target >= n:
-        return list(range(n))
-    if config.layer_strategy == "top":
-        return list(range(target))
-    if config.layer_strategy == "alternate":
-        return every_other_layer(n, target)
-    order = scores.layer_order or []
-    if len(order) < n - target:
-        raise BertcError("layer importance was not measured for this many layers; pass data with --data, or "
-                         "--layer-strategy top or alternate")
-    dropped = set(order[:n - target])
-    return [i for i in range(n) if i not in dropped]
-
-
-def every_other_layer(num_layers: int, keep: int) -> list[int]:
-    """``keep`` evenly spaced layers ending with the last one: 6 -> 3 keeps 1, 3, 5 (TinyBERT's mapping)."""
-    return sorted({max(0, min(num_layers - 1, round((j + 1) * num_layers / keep) - 1)) for j in range(keep)})
-
-
-def choose_heads(config, scores, heads_now, kept_layers, origins, start, steps_left) -> dict[int, list[int]]:
-    """Head indices to keep in each kept layer."""
-    keep = {i: list(range(heads_now[i])) for i in kept_layers}
-    if config.heads is not None:
-        for i in kept_layers:
-            target = step_target(heads_now[i], min(config.heads, heads_now[i]), steps_left)
-            keep[i] = top_indices(scores.heads[i], target)
-    elif config.heads_global is not None or config.heads_global_ratio is not None:
-        total = sum(heads_now[i] for i in kept_layers)
-        if config.heads_global is not None:
-            final = min(config.heads_global, total)
-        else:
-            final = max(1, round(config.heads_global_ratio * sum(start["heads"][origins[i]] for i in kept_layers)))
-        target = step_target(total, min(final, total), steps_left)
-        ranked = sorted(((-score, i, h) for i in kept_layers for h, score in enumerate(normalized(scores.heads[i]))))
-        chosen = {(i, h) for _, i, h in ranked[:target]}
-        keep = {i: [h for h in range(heads_now[i]) if (i, h) in chosen] for i in kept_layers}
-    return keep
-
-
-def choose_neurons(config, scores, ffn_now, kept_layers, origins, start, steps_left) -> dict[int, torch.Tensor]:
-    """Intermediate neuron indices to keep in each kept layer."""
-    keep = {}
-    for i in kept_layers:
-        size = ffn_now[i]
-        if config.ffn_size is not None:
-            final = min(config.ffn_size, size)
-        elif config.ffn is not None:
-            final = min(size, max(1, round(config.ffn * start["ffn"][origins[i]])))
-        else:
-            final = size
-        keep[i] = torch.tensor(top_indices(scores.ffn[i], step_target(size, final, steps_left)), dtype=torch.long)
-    return keep
-
-
-def top_indices(scores: list[float], k: int) -> list[int]:
-    """The ``k`` highest-scoring indices in ascending order (ties: the lower index wins)."""
-    return sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k])
-
-
-def normalized(scores: list[float]) -> list[float]:
-    """Scores divided by their layer's L2 norm, so layers compare fairly (Michel et al. 2019)."""
-    norm = math.sqrt(sum(s * s for s in scores))
-    return [s / norm if norm > 0 else 0.0 for s in scores]
-
-
-def keep_layers_(model, indices: list[int]) -> None:
-    """Keep only the listed encoder layers (in order) and update the config to match."""
-    encoder = base_model(model).encoder
-    if list(indices) == list(range(len(encoder.layer))):
-        return
-    encoder.layer = nn.ModuleList([encoder.layer[i] for i in indices])
-    for new_index, layer in enumerate(encoder.layer):  # caches key layers by index; keep them consistent
-        for module in layer.modules():
-            if hasattr(module, "layer_idx"):
-                module.layer_idx = new_index
-    record_layer_shapes_(model)
-
-
 def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[int],
                 head_origins: list[list[int]]) -> dict:
     """What one pruning step saw and decided, in the parent's layer and head numbering."""
@@ -324,31 +267,27 @@ def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[i
             "ffn_scores": {str(origin): values for origin, values in zip(origins, importance["ffn"])}}
 
 
-def recover(model, tokenizer, data, label2id: dict, config: PruneConfig, work_dir: Path, teacher,
-            origins: list[int], resume: bool = False):
-    """Fine-tune the pruned model, or distil the unpruned parent into it with ``--distill``."""
+def recover_(model, tokenizer, data: PreparedData, label2id: dict, config: PruneConfig, work_dir: Path, teacher,
+             layer_map: list[int], *, resume: bool = False) -> TrainResult:
+    """Train the pruned ``model`` back in place: fine-tune it, or (``--distill``) distil ``teacher``, the unpruned
+    parent, into it with each layer learning from the parent layer it came from."""
     if teacher is not None:
-        from bertc.compress.distill import distill_model
-
-        return distill_model(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
-                             layer_map=origins, work_dir=work_dir, resume=resume,
-                             description="recovery (distilling)")
-    from bertc.training.trainer import train_model
-
+        return distill_(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
+                        layer_map=layer_map, work_dir=work_dir, resume=resume, description="recovery (distilling)")
     return train_model(model, tokenizer, data, label2id, config.recover, work_dir, resume=resume,
                        description="recovery")
 
 
+def evaluate(model, tokenizer, labels: list, data: PreparedData, max_length: int) -> dict:
+    device = str(next(model.parameters()).device)
+    return score_dataset(TorchPredictor(model, tokenizer, labels, max_length, 64, device), data.eval)
+
+
 # ---------------------------------------------------------------------------------------------- --resume
-
-RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
-
 
 def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
     """Check an interrupted run's leftovers against this one; without ``resume`` they are an error, as in
     `bertc finetune`, so a long recovery is never thrown away by accident."""
-    from bertc.training.trainer import check_resume_record
-
     saved = work_dir / RUN_FILE
     if resume:
         check_resume_record(saved, run, "bertc prune run")
@@ -363,8 +302,6 @@ def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
 
 def save_step(directory: Path, model, record: dict, origins: list[int], head_origins: list[list[int]]) -> None:
     """A finished step: the model with its per-layer shapes, and what the step decided (in parent numbering)."""
-    from bertc.artifact import staging_dir
-
     record_layer_shapes_(model)
     with staging_dir(directory, overwrite=True) as tmp:
         model.save_pretrained(tmp)
@@ -374,18 +311,10 @@ def save_step(directory: Path, model, record: dict, origins: list[int], head_ori
 
 def load_step(directory: Path, device: str):
     """(model, record, origins, head_origins) of a finished step, or None if it did not finish."""
-    from bertc.artifact import load_model
-
     if not (directory / STEP_FILE).is_file():
         return None
     state = json.loads((directory / STEP_FILE).read_text())
     return load_model(directory, device=device), state["record"], state["origins"], state["head_origins"]
-
-
-def evaluate_model(model, tokenizer, labels: list, data, max_length: int, device: str) -> dict:
-    from bertc.inference import TorchPredictor, score_dataset
-
-    return score_dataset(TorchPredictor(model, tokenizer, labels, max_length, 64, device), data.eval)
 
 
 def merge_logs(logs: list[tuple[int, Path]], path: Path) -> Path:

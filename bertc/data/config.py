@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from bertc.errors import BertcError
+from bertc.checks import field_problems, raise_problems
 
 AUGMENT_STRATEGIES = ("delete", "swap")  # bertc.data.augment implements each
 
@@ -17,19 +18,22 @@ class AugmentConfig:
     seed: int = 0  # augmentation seed
 
     def __post_init__(self):
-        unknown = [s for s in self.strategies if s not in AUGMENT_STRATEGIES]
-        if unknown:
-            raise BertcError(f"unknown --augment strategy {', '.join(unknown)}; choose from "
-                             f"{', '.join(AUGMENT_STRATEGIES)}")
-        if self.factor < 0:
-            raise BertcError(f"--augment-factor must be >= 0, got {self.factor}")
-        if not 0 < self.probability < 1:
-            raise BertcError(f"--augment-probability must be in (0, 1), got {self.probability}")
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            unknown = [s for s in self.strategies if s not in AUGMENT_STRATEGIES]
+            if unknown:
+                problems.append(f"unknown --augment strategy {', '.join(unknown)}; choose from "
+                                f"{', '.join(AUGMENT_STRATEGIES)}")
+            if self.factor < 0:
+                problems.append(f"--augment-factor must be >= 0, got {self.factor}")
+            if not 0 < self.probability < 1:
+                problems.append(f"--augment-probability must be in (0, 1), got {self.probability}")
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: str  # training data: a file, a directory of splits, or a Hub dataset id
+    train: str | None = None  # training data: a file, a directory of splits, or a Hub dataset id
     eval: str | None = None  # evaluation data; default: the directory's validation file or a held-out split
     text_column: str | None = None  # text column (auto-detected when omitted)
     text_pair_column: str | None = None  # second text column for sentence-pair tasks
@@ -42,14 +46,36 @@ class DataConfig:
     seed: int = 42  # seed of the validation split
 
     def __post_init__(self):
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BertcError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            for name in ("max_train_samples", "max_eval_samples"):
+                value = getattr(self, name)
+                if value is not None and value < 1:
+                    problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        raise_problems(problems)
 
     @property
     def columns(self) -> Columns:
         return Columns(self.text_column, self.text_pair_column, self.label_column)
+
+    def resolve(self, manifest: dict) -> tuple[DataConfig | None, str]:
+        """The data to use for an artifact and where it came from: these options, else the training data its
+        manifest records (with its columns); (None, reason) when none is given or the recorded data is gone."""
+        if self.train is not None:
+            return self, f"--data {self.train}"
+        task = manifest.get("task", {})
+        recorded = task.get("train_data")
+        if not recorded or not Path(recorded).exists():
+            why = f"the recorded training data {recorded} is not on this machine" if recorded else "none is recorded"
+            return None, f"no labelled data: no --data given and {why}"
+        evaluation = self.eval or task.get("eval_data")
+        if evaluation is not None and not Path(evaluation).exists():
+            evaluation = None
+        recorded_data = replace(self, train=recorded, eval=evaluation,
+                                text_column=self.text_column or task.get("text_column"),
+                                text_pair_column=self.text_pair_column or task.get("text_pair_column"),
+                                label_column=self.label_column or task.get("label_column"))
+        return recorded_data, f"the artifact's training data ({recorded})"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ TEXT_CANDIDATES = ("text", "sentence", "sentence1", "question", "premise", "revi
 PAIR_CANDIDATES = {"sentence1": "sentence2", "question": "sentence", "premise": "hypothesis"}
 LABEL_CANDIDATES = ("label", "labels", "class", "target", "y")
 _INT = re.compile(r"^-?\d+$")
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 @dataclass
@@ -200,4 +202,38 @@ def parse_labels(values: list) -> list:
     present = [v for v in cleaned if v is not None]
     if present and all(isinstance(v, int) or (isinstance(v, str) and _INT.match(v)) for v in present):
         return [int(v) if v is not None else None for v in cleaned]
+    if present and all(isinstance(v, int) or (isinstance(v, str) and _NUMBER.match(v)) for v in present):
+        return numeric_labels(cleaned)
     return [str(v) if v is not None else None for v in cleaned]
+
+
+def numeric_labels(values: list) -> list:
+    """Labels that are numbers, however written: 1, "1" and "1.0" are one class. Whole numbers become ints;
+    other numbers keep the spelling most rows use ("0.50" and "0.5" become whichever is more common)."""
+    numbers = [float(v) if v is not None else None for v in values]
+    if all(n is None or n.is_integer() for n in numbers):
+        return [int(n) if n is not None else None for n in numbers]
+    spellings: dict[float, Counter] = {}
+    for value, number in zip(values, numbers):
+        if number is not None:
+            spellings.setdefault(number, Counter())[str(value)] += 1
+    usual = {number: counts.most_common(1)[0][0] for number, counts in spellings.items()}
+    return [usual[n] if n is not None else None for n in numbers]
+
+
+def read_texts(data: str, text_column: str | None = None,
+               pair_column: str | None = None) -> tuple[list[str], list[str] | None]:
+    """The texts (and second texts of a sentence-pair task) of an unlabelled file, columns found as for
+    labelled data: a sentence1 column brings its sentence2 along unless the text column is named."""
+    path = Path(resolve_split(data, "test"))
+    if not path.exists():
+        raise BertcError(f"data file {data} does not exist; pass an existing file")
+    frame = read_file(path)
+    frame.columns = [str(c) for c in frame.columns]
+    text = pick_column(frame, text_column, TEXT_CANDIDATES, "text", "--text-column")
+    pair = pair_column
+    if pair is None and text_column is None and text in PAIR_CANDIDATES and PAIR_CANDIDATES[text] in frame:
+        pair = PAIR_CANDIDATES[text]
+    if pair is not None:
+        pick_column(frame, pair, (), "text-pair", "--text-pair-column")
+    return [str(t) for t in frame[text]], ([str(p) for p in frame[pair]] if pair else None)

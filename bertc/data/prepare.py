@@ -8,6 +8,7 @@ from pathlib import Path
 from bertc.data.augment import augment
 from bertc.data.clean import CleaningReport, clean
 from bertc.data.config import Columns, DataConfig
+from bertc.data.labels import check_known_labels
 from bertc.data.load import TextDataset, find_split_file, read_dataset
 from bertc.data.split import stratified_split
 from bertc.errors import BertcError
@@ -34,6 +35,9 @@ def read_eval_data(path: str, columns: Columns, split: str = "validation", do_cl
 
 
 def prepare_data(config: DataConfig) -> PreparedData:
+    if config.train is None:
+        raise BertcError("no training data given; pass --train with a data file, a directory of splits or a Hub "
+                         "dataset id")
     columns = config.columns
     train = read_dataset(config.train, columns, split="train")
     report = {"train_source": train.source, "columns": train.columns}
@@ -72,3 +76,20 @@ def prepare_data(config: DataConfig) -> PreparedData:
     report["train_examples"], report["eval_examples"] = len(train), len(evaluation)
     return PreparedData(train=train, eval=evaluation, labels=labels, report=report)
 
+
+
+def check_model_labels(data: PreparedData, labels: list) -> None:
+    """Every label in ``data`` must be one the model (of an artifact with ``labels``) predicts."""
+    check_known_labels([*data.train.labels, *data.eval.labels], labels, data.train.source,
+                       "Pass --data of the same task")
+
+
+def task_record(config: DataConfig, data: PreparedData, labels: list, max_length: int) -> dict:
+    """The manifest's ``task``: labels, columns, the data trained on (absolute paths) and its report."""
+    def where(path):
+        return str(Path(path).absolute()) if path is not None and Path(path).exists() else path
+
+    return {"labels": labels, "text_column": data.train.columns.get("text"),
+            "text_pair_column": data.train.columns.get("pair"), "label_column": data.train.columns.get("label"),
+            "max_length": max_length, "train_data": where(config.train), "eval_data": where(config.eval),
+            "data": data.report}

@@ -1,5 +1,6 @@
-"""Deployable models: ONNX export with checked fusion (`bertc.export.onnx`), quantization measured against the
-parent (`bertc.export.quantize`), and the ONNX Runtime predictor (`bertc.export.runtime`).
+"""Deployable models: ONNX export with checked fusion (`bertc.export.onnx`) and quantization measured against the
+parent (`bertc.export.quantize`, methods registered in `bertc.export.registry`). The predictors that run the
+results live in `bertc.inference`.
 
-Submodules are imported on use: onnxruntime and onnx are heavy, and `import bertc` must stay fast.
+Submodules are imported on use: onnx and torch are heavy, and `import bertc` must stay fast.
 """

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
+from bertc.checks import field_problems, flag, raise_problems
 from bertc.errors import BertcError
 
 MIN_OPSET, MAX_OPSET = 14, 20
 
 
 Optimize = Literal["none", "basic", "all"]
+Split = Literal["train", "validation", "test"]
+Device = Literal["cpu", "cuda"]
 
 
 DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
+
+
+def well_typed(config, problems: list[str]) -> set[str]:
+    """The fields of ``config`` that ``field_problems`` found nothing wrong with: their ranges can be checked."""
+    flagged = {problem.split(" ", 1)[0] for problem in problems}
+    return {f.name for f in dataclasses.fields(config) if flag(f.name) not in flagged}
 
 
 @dataclass(frozen=True)
@@ -23,33 +34,27 @@ class ExportConfig:
     fp16: bool = False  # convert weights to float16 for GPU serving (inputs and logits stay int64/float32)
     strict: bool = False  # fail when fewer Attention nodes fuse than the model has attention layers
     data: str | None = None  # labelled data to verify on (default: the eval data recorded in the artifact)
-    split: str = "validation"  # split to use when --data is a directory of splits
+    split: Split = "validation"  # split to use when --data is a directory of splits
     verify_samples: int = 1000  # verify on at most this many examples
     atol: float | None = None  # largest allowed logit difference to PyTorch (default 1e-3, fp16 5e-2)
     min_agreement: float = 0.995  # smallest allowed share of examples labelled as PyTorch labels them
-    device: Literal["cpu", "cuda"] = "cpu"  # execution provider for verification: cpu or cuda
+    device: Device = "cpu"  # execution provider for verification: cpu or cuda
 
     def __post_init__(self):
-        problems = []
-        if self.optimize not in ("none", "basic", "all"):
-            problems.append(f"--optimize {self.optimize!r} is not one of none, basic, all")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+        problems = field_problems(self)
+        ok = well_typed(self, problems)  # ranges only mean something once the types are right
+        if "opset" in ok and not MIN_OPSET <= self.opset <= MAX_OPSET:
             problems.append(f"--opset {self.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default 17)")
-        if self.strict and self.optimize != "all":
+        if {"strict", "optimize"} <= ok and self.strict and self.optimize != "all":
             problems.append(f"--strict checks Attention fusion, which --optimize {self.optimize} does not do; "
                             "drop --strict or use --optimize all")
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
-        if self.verify_samples < 1:
+        if "verify_samples" in ok and self.verify_samples < 1:
             problems.append(f"--verify-samples must be at least 1, got {self.verify_samples}")
-        if self.atol is not None and self.atol <= 0:
+        if "atol" in ok and self.atol is not None and self.atol <= 0:
             problems.append(f"--atol must be positive, got {self.atol}")
-        if not 0 <= self.min_agreement <= 1:
+        if "min_agreement" in ok and not 0 <= self.min_agreement <= 1:
             problems.append(f"--min-agreement must be in [0, 1], got {self.min_agreement}")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if problems:
-            raise BertcError("; ".join(problems))
+        raise_problems(problems)
 
     @property
     def variant(self) -> str:
@@ -63,11 +68,17 @@ class ExportConfig:
 Calibration = Literal["minmax", "entropy", "percentile"]
 
 
+# Each method config names its variant (``model.variant`` of the artifacts it makes); its handler is registered
+# for it in bertc.export.quantizers.
 @dataclass(frozen=True)
 class DynamicQuantConfig:
     per_channel: bool = False  # one int8 scale per output channel of each weight (slower, sometimes more accurate)
     reduce_range: bool = False  # 7-bit weights, avoids int16 saturation on CPUs without VNNI
     method: str = field(default="dynamic", init=False)
+    variant: ClassVar[str] = "int8-dynamic"
+
+    def __post_init__(self):
+        raise_problems(field_problems(self))
 
 
 @dataclass(frozen=True)
@@ -80,58 +91,64 @@ class StaticQuantConfig:
     reduce_range: bool = False  # 7-bit weights, avoids int16 saturation on CPUs without VNNI
     seed: int = 0  # seed of the calibration sample
     method: str = field(default="static", init=False)
+    variant: ClassVar[str] = "int8-static"
 
     def __post_init__(self):
-        problems = []
-        if self.calibration not in ("minmax", "entropy", "percentile"):
-            problems.append(f"--calibration {self.calibration!r} is not one of minmax, entropy, percentile")
-        if self.calibration_samples < 1:
+        problems = field_problems(self)
+        ok = well_typed(self, problems)
+        if "calibration_samples" in ok and self.calibration_samples < 1:
             problems.append(f"--calibration-samples must be at least 1, got {self.calibration_samples}")
-        if not 50 < self.percentile <= 100:
+        if "percentile" in ok and not 50 < self.percentile <= 100:
             problems.append(f"--percentile must be in (50, 100], got {self.percentile}")
-        if problems:
-            raise BertcError("; ".join(problems))
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
 class Fp16Config:
     method: str = field(default="fp16", init=False)
+    variant: ClassVar[str] = "fp16"
+
+    def __post_init__(self):
+        raise_problems(field_problems(self))
 
 
 @dataclass(frozen=True)
 class TorchDynamicConfig:
     method: str = field(default="torch-dynamic", init=False)
+    variant: ClassVar[str] = "int8-torch-dynamic"
+
+    def __post_init__(self):
+        raise_problems(field_problems(self))
 
 
 MethodConfig = DynamicQuantConfig | StaticQuantConfig | Fp16Config | TorchDynamicConfig
+METHOD_CONFIGS: tuple[type, ...] = typing.get_args(MethodConfig)
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     method: MethodConfig = field(default_factory=DynamicQuantConfig)  # the method and its options
     eval_data: str | None = None  # labelled data to compare with the parent (default: the parent's eval data)
-    split: str = "validation"  # split to use when --eval is a directory of splits
+    split: Split = "validation"  # split to use when --eval is a directory of splits
     eval_samples: int = 1000  # compare on at most this many examples
     max_accuracy_drop: float | None = None  # accuracy points the model may lose; beyond it, retry with float layers
     max_float_layers: int = 3  # the retry keeps at most this many of the most sensitive layers in float
     sensitivity_samples: int = 200  # examples used to rank layers by sensitivity
-    device: Literal["cpu", "cuda"] = "cpu"  # execution provider used to measure: cpu or cuda
+    device: Device = "cpu"  # execution provider used to measure: cpu or cuda
 
     def __post_init__(self):
-        problems = []
-        if not isinstance(self.method, tuple(METHODS)):
-            problems.append(f"unknown quantization method config {type(self.method).__name__}")
-        if self.split not in ("train", "validation", "test"):
-            problems.append(f"--split {self.split!r} is not one of train, validation, test")
+        problems = field_problems(self)
+        if not isinstance(self.method, METHOD_CONFIGS):  # say what it is rather than "must be a <first class>"
+            problems = [p for p in problems if not p.startswith("--method ")]
+            problems.insert(0, f"unknown quantization method config {type(self.method).__name__}; use one of "
+                               f"{', '.join(cls.__name__ for cls in METHOD_CONFIGS)}")
+        ok = well_typed(self, problems)
         for name in ("eval_samples", "sensitivity_samples", "max_float_layers"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            if name in ok and getattr(self, name) < 1:
+                problems.append(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
+        if "max_accuracy_drop" in ok and self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             problems.append(f"--max-accuracy-drop must be >= 0 (accuracy points), got {self.max_accuracy_drop}")
-        if self.device not in ("cpu", "cuda"):
-            problems.append(f"--device {self.device!r} is not one of cpu, cuda")
-        if problems:
-            raise BertcError("; ".join(problems))
+        raise_problems(problems)
 
 
 def method_config(method: str, *, per_channel: bool | None = None, reduce_range: bool | None = None,
@@ -142,7 +159,7 @@ def method_config(method: str, *, per_channel: bool | None = None, reduce_range:
              "calibration_data": calibration_data, "calibration_samples": calibration_samples,
              "percentile": percentile}
     given = {k: v for k, v in given.items() if v is not None and v is not False}
-    classes = {cls.__dataclass_fields__["method"].default: cls for cls in METHODS}
+    classes = {cls.__dataclass_fields__["method"].default: cls for cls in METHOD_CONFIGS}
     if method not in classes:
         raise BertcError(f"--method {method!r} is not one of {', '.join(classes)}")
     cls = classes[method]
@@ -154,7 +171,3 @@ def method_config(method: str, *, per_channel: bool | None = None, reduce_range:
                          + (f"; it takes {', '.join('--' + a.replace('_', '-') for a in sorted(accepted))}"
                             if accepted else "; it takes no options"))
     return cls(**given)
-
-
-METHODS: dict[type, str] = {DynamicQuantConfig: "int8-dynamic", StaticQuantConfig: "int8-static",
-                            Fp16Config: "fp16", TorchDynamicConfig: "int8-torch-dynamic"}

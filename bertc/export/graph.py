@@ -56,6 +56,11 @@ def layer_groups(model: onnx.ModelProto, num_layers: int) -> dict[str, str] | No
     return groups
 
 
+def count_layers(model: onnx.ModelProto) -> int:
+    """Encoder layers of a fused graph, from its LayerNorms (2 per layer, 1 for the embeddings)."""
+    return max(0, (sum(node.op_type in LAYER_NORMS for node in model.graph.node) - 1) // 2)
+
+
 def group_order(num_layers: int) -> list[str]:
     return [EMBEDDINGS, *(f"layer.{i}" for i in range(num_layers)), HEAD]
 

@@ -9,15 +9,20 @@
 3. Optional fp16 conversion for GPU serving, with int64 inputs and float32 logits kept.
 4. Verification against the PyTorch model on real samples: largest logit difference, label agreement and
    accuracy. Beyond tolerance is an error and nothing is written.
+
+``export_`` does all of it in memory (a model and tokenizer in, the verified graph out); ``export`` is the stage
+around it: it reads an artifact and writes one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import tempfile
 import types
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,28 +39,76 @@ from bertc.artifact import (
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig, Optimize
+from bertc.export.reuse import is_up_to_date
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
+from bertc.inference import TorchPredictor
+from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.modeling import PrunedAttention, describe_model, encoder_layers
 
 log = logging.getLogger("bertc.export")
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 MODEL_FILE = "model.onnx"
-def export(src: Path | str, config: ExportConfig, out: Path | str, overwrite: bool = False) -> Path:
-    """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``."""
-    src, out = Path(src), check_output(out, overwrite, inputs=(src,))
+
+
+@dataclass
+class Exported:
+    """An exported graph that passed verification, with what its artifact's manifest records."""
+
+    proto: object  # onnx.ModelProto, fused (and fp16 with ExportConfig.fp16)
+    description: dict  # manifest["model"]: kind, variant, shape, fusion counts and checks, inputs
+    metrics: dict  # "verification" against PyTorch, and "eval" when the samples are labelled
+
+
+def export(src: Path | str, config: ExportConfig, out: Path | str, *, overwrite: bool = False,
+           resume: bool = False) -> Path:
+    """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``.
+
+    With ``resume``, an ``out`` already exported from the same parent with the same config is kept as it is."""
+    src = Path(src)
+    if resume and is_up_to_date(out, stage="export", config=config, parent=src):
+        return Path(out)
+    out = check_output(out, overwrite, inputs=(src,))
     task = source_task(src)
     samples = verification_samples(config.data, task, config.split, config.verify_samples)
     check_samples_fit(samples, task["labels"])
     model = load_model(src, attn_implementation="eager")
     tokenizer = load_tokenizer(src)
+    exported = export_(model, tokenizer, config, task=task, samples=samples)
     with staging_dir(out, overwrite) as tmp:
-        description = export_model(model, tokenizer, config, tmp / MODEL_FILE)
+        save_graph(exported.proto, tmp / MODEL_FILE)
         tokenizer.save_pretrained(tmp)
-        metrics = verify_export(model, tokenizer, tmp, task, samples, config)
-        write_manifest(tmp, stage="export", config=config, parent=src, model=description, task=task,
-                       metrics=metrics)
+        write_manifest(tmp, stage="export", config=config, parent=src, model=exported.description, task=task,
+                       metrics=exported.metrics)
     return out
+
+
+def export_(model, tokenizer, config: ExportConfig, *, task: dict | None = None,
+            samples: Samples | None = None) -> Exported:
+    """``model`` as a fused ONNX graph, verified against it; the model is left as it was.
+
+    ``task`` (labels, columns, recorded data) defaults to the labels of the model's config; ``samples`` to the
+    examples ``config`` and ``task`` name (see ``verification_samples``). Load the model with eager attention
+    (``load_model(path, attn_implementation="eager")``): SDPA attention exports to graphs ORT does not fuse.
+    Raises BertcError when the graph disagrees with PyTorch beyond the tolerance."""
+    task = task if task is not None else labels_task(model.config.id2label)
+    if samples is None:
+        samples = verification_samples(config.data, task, config.split, config.verify_samples)
+        check_samples_fit(samples, task["labels"])
+    was_training = model.training
+    try:
+        proto, description = export_graph(model, tokenizer, config)
+        metrics = verify_graph(model, tokenizer, proto, task, samples, config)
+    finally:
+        model.train(was_training)  # the predictor that verifies switches it to eval
+    return Exported(proto, description, metrics)
+
+
+def save_graph(proto, file: Path) -> None:
+    import onnx
+
+    onnx.save_model(proto, str(file))
 
 
 def source_task(src: Path) -> dict:
@@ -70,21 +123,19 @@ def source_task(src: Path) -> dict:
     if not src.is_dir() or not (src / "config.json").is_file():
         raise BertcError(f"{src} is not a bertc artifact or a transformers model directory (no bertc.json or "
                          "config.json); pass the --out of `bertc finetune` or a saved classifier")
-    import json
+    return labels_task(json.loads((src / "config.json").read_text()).get("id2label"))
 
-    config = json.loads((src / "config.json").read_text())
-    id2label = config.get("id2label") or {"0": "LABEL_0", "1": "LABEL_1"}
+
+def labels_task(id2label: dict | None) -> dict:
+    """The task of a classifier known only by its labels: no recorded columns or data."""
+    id2label = {str(k): v for k, v in (id2label or {"0": "LABEL_0", "1": "LABEL_1"}).items()}
     labels = [id2label[k] for k in sorted(id2label, key=int)]
     return {"labels": labels, "text_column": None, "text_pair_column": None, "label_column": None,
             "max_length": 128, "train_data": None, "eval_data": None}
 
 
-def export_model(model, tokenizer, config: ExportConfig, file: Path) -> dict:
-    """Write ``model`` as ONNX to ``file`` (optimized, checked, optionally fp16); returns manifest["model"]."""
-    import onnx
-
-    from bertc.modeling import describe_model
-
+def export_graph(model, tokenizer, config: ExportConfig):
+    """``model`` as an ONNX graph (optimized, checked, optionally fp16) and its manifest["model"]."""
     description = describe_model(model)
     heads = description["heads_per_layer"]
     inputs = [name for name in INPUTS if name in tokenizer.model_input_names]
@@ -105,13 +156,12 @@ def export_model(model, tokenizer, config: ExportConfig, file: Path) -> dict:
             log.warning("WARNING: %s", message)
     if config.fp16:
         proto = to_fp16(proto)
-    onnx.save_model(proto, str(file))
     description.update({
         "kind": "onnx", "variant": config.variant, "file": MODEL_FILE, "optimize": config.optimize,
         "opset": config.opset, "fusion": fusion, "fusion_check": fusion_check, "inputs": inputs,
-        "outputs": ["logits"], "size_bytes": file.stat().st_size,
+        "outputs": ["logits"], "size_bytes": proto.ByteSize(),  # the size of the file onnx.save_model writes
         "padding": "right (fused attention treats the first sum(attention_mask) tokens as real)"})
-    return description
+    return proto, description
 
 
 class ExportWrapper(torch.nn.Module):
@@ -150,8 +200,6 @@ def torch_export(model, tokenizer, inputs: list[str], opset: int, file: Path) ->
 @contextlib.contextmanager
 def constant_head_reshapes(model):
     """Run every self-attention with its own head count as a constant while tracing (see module docstring)."""
-    from bertc.modeling import PrunedAttention, encoder_layers
-
     patched = []
     for layer in encoder_layers(model):
         if isinstance(layer.attention, PrunedAttention):
@@ -231,14 +279,11 @@ def to_fp16(proto, node_block_list: list[str] | None = None):
     return model.model
 
 
-def verify_export(model, tokenizer, directory: Path, task: dict, samples: Samples, config: ExportConfig) -> dict:
-    """Run the written ONNX model next to PyTorch; raise when they disagree beyond the tolerance."""
-    from bertc.export.runtime import OnnxPredictor, create_session
-    from bertc.inference import TorchPredictor
-
+def verify_graph(model, tokenizer, proto, task: dict, samples: Samples, config: ExportConfig) -> dict:
+    """Run the graph next to PyTorch; raise when they disagree beyond the tolerance."""
     labels, max_length = task["labels"], task.get("max_length", 128)
     reference = logits_on(TorchPredictor(model, tokenizer, labels, max_length), samples)
-    session = create_session(directory / MODEL_FILE, config.device)
+    session = create_session(proto.SerializeToString(), config.device)
     candidate = logits_on(OnnxPredictor(session, tokenizer, labels, max_length), samples)
     result = compare(reference, candidate, samples, labels)
     result.update(atol=config.tolerance, min_agreement=config.min_agreement, reference="pytorch fp32 eager",
@@ -259,4 +304,3 @@ def verify_export(model, tokenizer, directory: Path, task: dict, samples: Sample
     if samples.labelled:
         metrics["eval"] = eval_report(candidate, samples, labels)
     return metrics
-

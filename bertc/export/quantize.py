@@ -1,15 +1,16 @@
 """`bertc quantize`: int8 and fp16 models that are measured against their parent before they are written.
 
-Methods (one config class each, dispatched through ``METHODS``):
+Methods (one config class each; ``bertc.export.registry`` maps each to its handler in ``bertc.export.quantizers``):
 - ``dynamic``: ONNX Runtime dynamic int8 (weights int8, activations quantized at run time), for CPU serving.
 - ``static``: ONNX Runtime static int8 in QDQ format, calibrated on training samples (MinMax/Entropy/Percentile).
 - ``fp16``: float16 ONNX for CUDA serving.
 - ``torch-dynamic``: PyTorch dynamic int8 of the Linear layers, for CPU serving with PyTorch.
 
-The quantized model is compared with its parent on labelled data (accuracy, label agreement, logit difference).
-With ``max_accuracy_drop``, a model that loses more accuracy is not written: bertc measures how much each layer
-alone hurts when quantized, keeps the most sensitive ones in float, one more at a time, and retries. What it
-kept in float is recorded; if no attempt meets the budget it stops with an error.
+``quantize_`` quantizes a model in memory. The ``quantize`` stage compares the quantized model with its parent
+on labelled data (accuracy, label agreement, logit difference). With ``max_accuracy_drop``, a model that loses
+more accuracy is not written: bertc measures how much each layer alone hurts when quantized, keeps the most
+sensitive ones in float, one more at a time, and retries. What it kept in float is recorded; if no attempt meets
+the budget it stops with an error.
 """
 
 from __future__ import annotations
@@ -18,19 +19,43 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertc.artifact import check_output, read_manifest, staging_dir, write_manifest
+import numpy as np
+import onnx
+
+from bertc.artifact import check_output, load_model, load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
-from bertc.export.config import QuantizeConfig
+from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
+from bertc.export.onnx import export_
+from bertc.export.quantizers import Source
+from bertc.export.registry import handler_for
+from bertc.export.reuse import is_up_to_date
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 
 
-def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, overwrite: bool = False) -> Path:
-    """Quantize the artifact ``src`` with ``config.method``, measure it against ``src``, write it to ``out``."""
-    from bertc.export.quantizers import METHOD_HANDLERS
+def quantize_(model, method: MethodConfig, *, tokenizer=None, task: dict | None = None,
+              float_groups: tuple[str, ...] | list[str] = (), device: str = "cpu"):
+    """Quantize ``model`` in place with ``method`` and return it: an ``onnx.ModelProto`` for the ONNX Runtime
+    methods (dynamic, static, fp16), a PyTorch classifier for torch-dynamic. ``float_groups`` ("embeddings",
+    "layer.<i>", "classifier") stay in float. Static calibration needs ``tokenizer`` and ``task`` (its
+    ``train_data`` and columns) unless ``method.calibration_data`` names the data."""
+    handler_class = handler_for(method)
+    source = Source(model, tokenizer, dict(task or {}))
+    with tempfile.TemporaryDirectory(prefix="bertc-quantize-") as work:
+        return handler_class(source, QuantizeConfig(method=method, device=device), Path(work)).apply_(
+            list(float_groups))
 
-    src, out = Path(src), check_output(out, overwrite, inputs=(src,))
+
+def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, *, overwrite: bool = False,
+             resume: bool = False) -> Path:
+    """Quantize the artifact ``src`` with ``config.method``, measure it against ``src``, write it to ``out``.
+
+    With ``resume``, an ``out`` already quantized from the same parent with the same config is kept as it is."""
+    src = Path(src)
+    if resume and is_up_to_date(out, stage="quantize", config=config, parent=src):
+        return Path(out)
+    out = check_output(out, overwrite, inputs=(src,))
     manifest = read_manifest(src)
-    handler_class = METHOD_HANDLERS[type(config.method)]
+    handler_class = handler_for(config.method)
     handler_class.check_source(src, manifest, config.method)
     task = manifest["task"]
     samples = verification_samples(config.eval_data, task, config.split, config.eval_samples)
@@ -38,18 +63,39 @@ def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, overwrite
     if config.max_accuracy_drop is not None and not samples.labelled:
         raise BertcError("--max-accuracy-drop needs labelled data and none is recorded in the artifact; "
                          "pass --eval PATH")
-    with tempfile.TemporaryDirectory(prefix="bertc-quantize-") as work, staging_dir(out, overwrite) as tmp:
-        handler = handler_class(src, manifest, config, Path(work))
+    source = load_source(src, manifest, handler_class.source_kind, config, samples)
+    with tempfile.TemporaryDirectory(prefix="bertc-quantize-") as work:
+        handler = handler_class(source, config, Path(work))
         outcome = search(handler, samples, config)
-        model = handler.save(outcome.candidate, outcome.float_groups, tmp)
-        metrics = {"verification": outcome.result, "accuracy_budget": outcome.budget, "attempts": outcome.attempts}
-        if outcome.sensitivity is not None:
-            metrics["sensitivity"] = outcome.sensitivity
-        if samples.labelled:
-            metrics["eval"] = eval_report(outcome.logits, samples, task["labels"])
-        metrics.update(handler.extra_metrics())
-        write_manifest(tmp, stage="quantize", config=config, parent=src, model=model, task=task, metrics=metrics)
+        with staging_dir(out, overwrite) as tmp:
+            model = handler.save(outcome.candidate, outcome.float_groups, tmp)
+            metrics = {"verification": outcome.result, "accuracy_budget": outcome.budget,
+                       "attempts": outcome.attempts}
+            if outcome.sensitivity is not None:
+                metrics["sensitivity"] = outcome.sensitivity
+            if samples.labelled:
+                metrics["eval"] = eval_report(outcome.logits, samples, task["labels"])
+            metrics.update(handler.extra_metrics())
+            write_manifest(tmp, stage="quantize", config=config, parent=src, model=model, task=task,
+                           metrics=metrics)
     return out
+
+
+def load_source(src: Path, manifest: dict, kind: str, config: QuantizeConfig, samples: Samples) -> Source:
+    """The parent in memory as the method needs it; a PyTorch parent of an ONNX method is exported (and verified)
+    in memory first, on the samples the quantized model is measured on."""
+    task, tokenizer = manifest["task"], load_tokenizer(src)
+    parent_kind = manifest["model"].get("kind", "pytorch")
+    if kind == "pytorch":
+        return Source(load_model(src), tokenizer, task, manifest["model"])
+    if parent_kind == "onnx":
+        file = src / manifest["model"].get("file", "model.onnx")
+        return Source(onnx.load(str(file)), tokenizer, task, manifest["model"], file=file)
+    export_config = ExportConfig(data=config.eval_data, split=config.split, verify_samples=config.eval_samples,
+                                 device=config.device)
+    exported = export_(load_model(src, attn_implementation="eager"), tokenizer, export_config, task=task,
+                       samples=samples)
+    return Source(exported.proto, tokenizer, task, exported.description, export_metrics=exported.metrics)
 
 
 @dataclass
@@ -107,8 +153,6 @@ def search(handler, samples: Samples, config: QuantizeConfig) -> Outcome:
 
 def measure_sensitivity(handler, samples: Samples, reference, count: int) -> dict[str, float]:
     """Mean absolute logit change when only one group (a layer, the embeddings, the classifier) is quantized."""
-    import numpy as np
-
     subset = Samples(samples.dataset.head(count), samples.source, samples.labelled)
     groups = handler.groups()
     scores = {}

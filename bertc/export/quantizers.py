@@ -1,9 +1,14 @@
-"""The work behind each `bertc quantize` method: build a candidate with some layer groups kept in float, run it,
-and save the chosen one. ``bertc.export.quantize.search`` drives them through the same small interface:
+"""The work behind each quantization method, one handler per method config, registered in ``bertc.export.registry``.
 
+A handler quantizes a ``Source`` (a model in memory and what it needs around it). ``bertc.export.quantize``
+drives every handler through the same small interface:
+
+    Handler.check_source(src, manifest, method)                        refuse a parent before anything loads
+    handler = Handler(source, config, work)
     handler.groups() -> ["embeddings", "layer.0", ..., "classifier"]   groups the method quantizes
     handler.build(float_groups) -> candidate                           quantize all other groups
     handler.predictor(candidate), handler.reference_predictor()        run a candidate / the parent
+    handler.apply_(float_groups)                                       quantize the source model itself
     handler.save(candidate, float_groups, directory) -> manifest["model"]
 """
 
@@ -12,52 +17,63 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import random
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+from torch import nn
 
-from bertc.artifact import load_model, load_tokenizer, read_manifest
 from bertc.errors import BertcError
 from bertc.export import graph
-from bertc.export.config import (
-    METHODS,
-    DynamicQuantConfig,
-    Fp16Config,
-    QuantizeConfig,
-    StaticQuantConfig,
-    TorchDynamicConfig,
-)
+from bertc.export.calibration import FeedsReader, calibration_texts, check_activations_quantized
+from bertc.export.config import DynamicQuantConfig, Fp16Config, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig
+from bertc.export.onnx import to_fp16
+from bertc.export.registry import register_quantize_handler
+from bertc.export.torch_dynamic import linear_groups, recipe
+from bertc.inference import TorchPredictor
+from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.torch_quantized import KIND, quantize_linear_dynamic
+from bertc.modeling import describe_model, encoder_layers
+
+
+@dataclass
+class Source:
+    """What a handler quantizes: the model in memory and what running and describing it needs."""
+
+    model: object  # an onnx.ModelProto (ONNX methods) or a PyTorch classifier (torch-dynamic)
+    tokenizer: object = None  # runs the model; static calibration tokenizes with it
+    task: dict = field(default_factory=dict)  # labels, max_length, columns and recorded data (as in a manifest)
+    description: dict = field(default_factory=dict)  # manifest["model"] of the parent (or of its export)
+    file: Path | None = None  # the file the graph was read from, if any (not written again)
+    export_metrics: dict | None = None  # the verification of an export made in memory from a PyTorch parent
 
 
 class OnnxHandler:
-    """ONNX Runtime methods: the parent is an fp32 ONNX artifact (a PyTorch one is exported first)."""
+    """ONNX Runtime methods: the source is an fp32 ONNX graph (the stage exports a PyTorch parent first)."""
 
+    source_kind = "onnx"
     op_types: tuple[str, ...] | None = None  # node types the method converts (None: all)
 
-    def __init__(self, src: Path, manifest: dict, config: QuantizeConfig, work: Path):
-        import onnx
-
+    def __init__(self, source: Source, config: QuantizeConfig, work: Path):
+        if not isinstance(source.model, onnx.ModelProto):
+            raise BertcError(f"--method {config.method.method} quantizes an ONNX graph (onnx.ModelProto), not a "
+                             f"{type(source.model).__name__}; export the model first (bertc.export.onnx.export_)")
         self.config, self.method, self.work = config, config.method, work
-        self.variant = METHODS[type(config.method)]
-        self.exported = None
-        if manifest["model"].get("kind", "pytorch") == "pytorch":
-            from bertc.export.config import ExportConfig
-            from bertc.export.onnx import export
-
-            src = export(src, ExportConfig(data=config.eval_data, split=config.split,
-                                           verify_samples=config.eval_samples, device=config.device), work / "fp32")
-            self.exported = read_manifest(src)
-            manifest = self.exported
+        self.variant = self.method.variant
+        self.source, self.proto, self.exported = source, source.model, source.export_metrics
         self.reference_name = "onnx fp32" + (" (exported from the parent)" if self.exported else " (the parent)")
-        self.source, self.source_manifest = src, manifest
-        self.source_file = src / manifest["model"].get("file", "model.onnx")
-        self.proto = onnx.load(str(self.source_file))
-        self.labels = manifest["task"]["labels"]
-        self.max_length = manifest["task"].get("max_length", 128)
-        self.tokenizer = load_tokenizer(src)
-        self.node_groups = graph.layer_groups(self.proto, len(manifest["model"]["heads_per_layer"]))
+        self.source_file = source.file
+        if self.source_file is None:  # ONNX Runtime's quantizers and sessions read files
+            self.source_file = work / "source.onnx"
+            onnx.save_model(self.proto, str(self.source_file))
+        self.labels = source.task.get("labels", [])
+        self.max_length = source.task.get("max_length", 128)
+        self.tokenizer = source.tokenizer
+        heads = source.description.get("heads_per_layer")
+        self.num_layers = len(heads) if heads is not None else graph.count_layers(self.proto)
+        self.node_groups = graph.layer_groups(self.proto, self.num_layers)
         self.count = 0
         self.prepared = None
 
@@ -87,8 +103,6 @@ class OnnxHandler:
         return self.predictor(self.source_file)
 
     def predictor(self, file: Path):
-        from bertc.export.runtime import OnnxPredictor, create_session
-
         return OnnxPredictor(create_session(file, self.config.device), self.tokenizer, self.labels,
                              self.max_length)
 
@@ -99,7 +113,7 @@ class OnnxHandler:
         types = {node.name: node.op_type for node in self.proto.graph.node}
         present = {group for name, group in self.node_groups.items()
                    if self.op_types is None or types[name] in self.op_types}
-        return [g for g in graph.group_order(len(self.source_manifest["model"]["heads_per_layer"])) if g in present]
+        return [g for g in graph.group_order(self.num_layers) if g in present]
 
     def nodes_in(self, groups: list[str]) -> list[str]:
         if not groups:
@@ -125,16 +139,20 @@ class OnnxHandler:
     def discard(self, file: Path) -> None:
         file.unlink(missing_ok=True)
 
-    def save(self, file: Path, float_groups: list[str], directory: Path) -> dict:
-        import onnx
+    def apply_(self, float_groups: list[str]):
+        file = self.build(float_groups)
+        self.proto.CopyFrom(onnx.load(str(file)))
+        self.discard(file)
+        return self.proto
 
+    def save(self, file: Path, float_groups: list[str], directory: Path) -> dict:
         shutil.copy2(file, directory / "model.onnx")
         self.tokenizer.save_pretrained(directory)
         proto = onnx.load(str(file), load_external_data=False)
         types = {}
         for node in proto.graph.node:
             types[node.op_type] = types.get(node.op_type, 0) + 1
-        model = dict(self.source_manifest["model"])
+        model = dict(self.source.description)
         model.update(variant=self.variant, file="model.onnx", size_bytes=file.stat().st_size,
                      fp32_size_bytes=self.source_file.stat().st_size,
                      quantization={**self.details(), "float_groups": float_groups,
@@ -147,17 +165,16 @@ class OnnxHandler:
     def extra_metrics(self) -> dict:
         if self.exported is None:
             return {}
-        return {"export_verification": self.exported["metrics"]["verification"]}
+        return {"export_verification": self.exported["verification"]}
 
 
 def float_default_type() -> dict:
-    import onnx
-
     # Shape inference cannot type the outputs of fused contrib ops (Attention, SkipLayerNormalization); without
     # a default the quantizer stops with "Unable to find data type".
     return {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
+@register_quantize_handler(DynamicQuantConfig)
 class DynamicHandler(OnnxHandler):
     op_types = ("MatMul", "Attention")
 
@@ -174,34 +191,21 @@ class DynamicHandler(OnnxHandler):
                 "op_types_quantized": list(self.op_types)}
 
 
-class FeedsReader:
-    """An onnxruntime CalibrationDataReader over prepared input dicts (one example each: no padding)."""
-
-    def __init__(self, feeds: list[dict]):
-        self.feeds, self.position = feeds, 0
-
-    def get_next(self) -> dict | None:
-        if self.position >= len(self.feeds):
-            return None
-        self.position += 1
-        return self.feeds[self.position - 1]
-
-    def rewind(self) -> None:
-        self.position = 0
-
-
+@register_quantize_handler(StaticQuantConfig)
 class StaticHandler(OnnxHandler):
     # QDQ has no quantized Attention: the fused attention stays float, the projections and FFN become int8.
     op_types = ("MatMul",)
 
-    def __init__(self, src: Path, manifest: dict, config: QuantizeConfig, work: Path):
-        super().__init__(src, manifest, config, work)
-        self.calibration_source, texts, pairs = calibration_texts(self.method, self.source_manifest["task"])
+    def __init__(self, source: Source, config: QuantizeConfig, work: Path):
+        super().__init__(source, config, work)
+        if self.tokenizer is None:
+            raise BertcError("--method static calibrates on tokenized examples; pass the model's tokenizer")
+        self.calibration_source, texts, pairs = calibration_texts(self.method, source.task)
         # One example per feed, all right-padded to one length: the Entropy and Percentile calibrators stack
         # every run's outputs into one array, so their shapes must agree.
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding="longest",
                                  return_tensors="np")
-        names = self.source_manifest["model"]["inputs"]
+        names = source.description.get("inputs") or [tensor.name for tensor in self.proto.graph.input]
         self.feeds = [{name: encoded[name][i:i + 1].astype(np.int64) for name in names} for i in range(len(texts))]
         self.cache = work / "calibration.json"
 
@@ -233,45 +237,11 @@ class StaticHandler(OnnxHandler):
                 "reduce_range": self.method.reduce_range, "op_types_quantized": list(self.op_types)}
 
 
-def check_activations_quantized(file: Path, exclude: list[str]) -> None:
-    """Every MatMul not kept in float must read int8 activations (QDQ): weight-only int8 is a silent failure."""
-    import onnx
-
-    proto = onnx.load(str(file), load_external_data=False)
-    producer = {out: node.op_type for node in proto.graph.node for out in node.output}
-    skipped = set(exclude)
-    float_inputs = [node.name for node in proto.graph.node if node.op_type == "MatMul" and node.name not in skipped
-                    and producer.get(node.input[0]) != "DequantizeLinear"]
-    if float_inputs:
-        raise BertcError(f"static quantization left the activations of {len(float_inputs)} MatMul nodes in float "
-                         f"(e.g. {float_inputs[0]}): ONNX Runtime could not type them. Use --method dynamic")
-
-
-def calibration_texts(method: StaticQuantConfig, task: dict) -> tuple[str, list[str], list[str] | None]:
-    """A seeded random sample of the calibration data (default: the training data recorded in the task)."""
-    from bertc.data.config import Columns
-    from bertc.data.prepare import read_eval_data
-
-    path = method.calibration_data or task.get("train_data")
-    if path is None or not Path(path).exists():
-        where = f"{path} does not exist" if path else "the artifact records no training data"
-        raise BertcError(f"--method static needs calibration data and {where}; pass --calibration-data PATH")
-    columns = Columns(task.get("text_column"), task.get("text_pair_column"), task.get("label_column"))
-    dataset, _ = read_eval_data(str(path), columns, split="train")
-    chosen = sorted(random.Random(method.seed).sample(range(len(dataset)), min(method.calibration_samples,
-                                                                               len(dataset))))
-    dataset = dataset.select(chosen)
-    return dataset.source, dataset.texts, dataset.pairs
-
-
+@register_quantize_handler(Fp16Config)
 class Fp16Handler(OnnxHandler):
     op_types = None
 
     def write_candidate(self, exclude: list[str], file: Path) -> None:
-        import onnx
-
-        from bertc.export.onnx import to_fp16
-
         onnx.save_model(to_fp16(copy.deepcopy(self.proto), node_block_list=exclude), str(file))
 
     def details(self) -> dict:
@@ -279,20 +249,21 @@ class Fp16Handler(OnnxHandler):
                 "intended_device": "cuda"}
 
 
+@register_quantize_handler(TorchDynamicConfig)
 class TorchDynamicHandler:
     """PyTorch dynamic int8 of Linear layers. Saved as the float weights (safetensors, no pickle) plus the
     recipe in the manifest; bertc applies ``quantize_dynamic`` when it loads the artifact (it takes a second)."""
 
+    source_kind = "pytorch"
     reference_name = "pytorch fp32 (the parent)"
-    variant = METHODS[TorchDynamicConfig]
 
-    def __init__(self, src: Path, manifest: dict, config: QuantizeConfig, work: Path):
-        from bertc.export.torch_dynamic import linear_groups
-
-        self.model = load_model(src)
-        self.tokenizer = load_tokenizer(src)
-        self.labels = manifest["task"]["labels"]
-        self.max_length = manifest["task"].get("max_length", 128)
+    def __init__(self, source: Source, config: QuantizeConfig, work: Path):
+        if not isinstance(source.model, nn.Module):
+            raise BertcError(f"--method torch-dynamic quantizes a PyTorch model, not a {type(source.model).__name__}")
+        self.variant = config.method.variant
+        self.model, self.tokenizer = source.model, source.tokenizer
+        self.labels = source.task.get("labels", [])
+        self.max_length = source.task.get("max_length", 128)
         self.linear_groups = linear_groups(self.model)
 
     @classmethod
@@ -303,8 +274,6 @@ class TorchDynamicHandler:
                              "quantizes a PyTorch artifact (e.g. the --out of `bertc finetune` or `bertc prune`)")
 
     def groups(self) -> list[str]:
-        from bertc.modeling import encoder_layers
-
         present = set(self.linear_groups.values())
         return [g for g in graph.group_order(len(encoder_layers(self.model))) if g in present]
 
@@ -312,25 +281,21 @@ class TorchDynamicHandler:
         return sorted(name for name, group in self.linear_groups.items() if group in set(float_groups))
 
     def build(self, float_groups: list[str]):
-        from bertc.export.torch_dynamic import quantize_linear_dynamic
-
         return quantize_linear_dynamic(copy.deepcopy(self.model), self.float_modules(float_groups))
 
     def discard(self, model) -> None:
         pass
 
+    def apply_(self, float_groups: list[str]):
+        return quantize_linear_dynamic(self.model, self.float_modules(float_groups))
+
     def reference_predictor(self):
         return self.predictor(self.model)
 
     def predictor(self, model):
-        from bertc.inference import TorchPredictor
-
         return TorchPredictor(model, self.tokenizer, self.labels, self.max_length)
 
     def save(self, model, float_groups: list[str], directory: Path) -> dict:
-        from bertc.export.torch_dynamic import KIND, recipe
-        from bertc.modeling import describe_model
-
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         description = describe_model(self.model)
@@ -340,7 +305,3 @@ class TorchDynamicHandler:
 
     def extra_metrics(self) -> dict:
         return {}
-
-
-METHOD_HANDLERS = {DynamicQuantConfig: DynamicHandler, StaticQuantConfig: StaticHandler, Fp16Config: Fp16Handler,
-                   TorchDynamicConfig: TorchDynamicHandler}

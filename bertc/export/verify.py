@@ -11,9 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
 from bertc.data.load import TextDataset
+from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
+from bertc.metrics import classification_report
 
 # Used only when no labelled data is given or recorded: logits and labels can still be compared.
 FALLBACK_TEXTS = [
@@ -35,9 +38,6 @@ class Samples:
 def verification_samples(data: str | None, task: dict, split: str, max_samples: int) -> Samples:
     """The examples a converted model is checked on: ``data``, else the eval data recorded for the parent,
     else its training data, else a few built-in sentences (no accuracy then)."""
-    from bertc.data.config import Columns
-    from bertc.data.prepare import read_eval_data
-
     columns = Columns(task.get("text_column"), task.get("text_pair_column"), task.get("label_column"))
     if data is not None:
         if not Path(data).exists():
@@ -87,8 +87,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray, samples: Samples, labe
 
 def eval_report(logits: np.ndarray, samples: Samples, labels: list) -> dict:
     """The classification report (as in ``bertc evaluate``) of ``logits`` on labelled samples."""
-    from bertc.metrics import classification_report
-
     index = {str(label): i for i, label in enumerate(labels)}
     report = classification_report([index[str(label)] for label in samples.dataset.labels], logits.argmax(-1),
                                    labels)

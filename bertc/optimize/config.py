@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bertc.checks import field_problems, flag, raise_problems
 from bertc.errors import BertcError
-
-# The output directory: run state, the recipe it ran, the summary table and the side-by-side bench.
-STATE_FILE, RECIPE_FILE, SUMMARY_FILE, BENCH_FILE = "optimize.json", "recipe.toml", "summary.md", "bench.json"
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,11 @@ class SelectConfig:
     test_samples: int | None = None  # use only the first N rows of the test data
 
     def __post_init__(self):
-        problems = check_number("--max-accuracy-drop", self.max_accuracy_drop, minimum=0)
-        if self.latency_budget_ms is not None:
-            problems += check_number("--latency-budget-ms", self.latency_budget_ms, minimum=0, strict=True)
-        if self.test_samples is not None and self.test_samples < 1:
+        problems = field_problems(self)
+        problems += budget_problems(self, problems)
+        if not typed_wrong(problems, "test_samples") and self.test_samples is not None and self.test_samples < 1:
             problems.append(f"--test-samples must be at least 1, got {self.test_samples}")
-        if problems:
-            raise BertcError("; ".join(problems))
+        raise_problems(problems)
 
 
 @dataclass(frozen=True)
@@ -92,27 +89,21 @@ class OptimizeConfig:
     seed: int = 42  # seed of every training stage
 
     def __post_init__(self):
-        problems = check_number("--max-accuracy-drop", self.max_accuracy_drop, minimum=0)
-        if self.latency_budget_ms is not None:
-            problems += check_number("--latency-budget-ms", self.latency_budget_ms, minimum=0, strict=True)
-        if self.time_budget is not None:
+        problems = field_problems(self)
+        problems += budget_problems(self, problems)
+        if not typed_wrong(problems, "time_budget") and self.time_budget is not None:
             problems += check_number("--time-budget (seconds)", self.time_budget, minimum=0, strict=True)
-        if self.target not in ("cpu", "cuda"):
-            problems.append(f"--target {self.target!r} is not one of cpu, cuda")
-        if self.preset not in PRESETS:
-            problems.append(f"--preset {self.preset!r} is not one of {', '.join(PRESETS)}")
         if self.model is not None and self.start_from is not None:
             problems.append("give --model (fine-tune it first) or --from (an artifact already fine-tuned), not both")
         for name in ("selection_samples", "test_samples", "finetune_samples", "distill_samples", "recover_samples",
                      "importance_samples", "bench_runs", "batch_size", "max_length"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                problems.append(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
+            if not typed_wrong(problems, name) and value is not None and value < 1:
+                problems.append(f"{flag(name)} must be a whole number of at least 1, got {value!r}")
         for name in ("finetune_epochs", "lr"):
-            if getattr(self, name) is not None:
-                problems += check_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0, strict=True)
-        if problems:
-            raise BertcError("; ".join(problems))
+            if not typed_wrong(problems, name) and getattr(self, name) is not None:
+                problems += check_number(flag(name), getattr(self, name), minimum=0, strict=True)
+        raise_problems(problems)
 
     def setting(self, name: str):
         """An option, or the preset's value when it was not given."""
@@ -120,11 +111,26 @@ class OptimizeConfig:
         return value if value is not None else getattr(PRESETS[self.preset], name)
 
 
-def check_number(flag: str, value, minimum: float, strict: bool = False) -> list[str]:
+def typed_wrong(problems: list[str], name: str) -> bool:
+    """Whether ``field_problems`` already refused the field ``name`` (its range is then not checked)."""
+    return any(problem.startswith(flag(name) + " ") for problem in problems)
+
+
+def budget_problems(config: SelectConfig | OptimizeConfig, problems: list[str]) -> list[str]:
+    """The accuracy and latency budgets' ranges, shared by both configs."""
+    found = []
+    if not typed_wrong(problems, "max_accuracy_drop"):
+        found += check_number("--max-accuracy-drop", config.max_accuracy_drop, minimum=0)
+    if config.latency_budget_ms is not None and not typed_wrong(problems, "latency_budget_ms"):
+        found += check_number("--latency-budget-ms", config.latency_budget_ms, minimum=0, strict=True)
+    return found
+
+
+def check_number(name: str, value, minimum: float, strict: bool = False) -> list[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return [f"{flag} must be a finite number, got {value!r}"]
+        return [f"{name} must be a finite number, got {value!r}"]
     if value < minimum or (strict and value == minimum):
-        return [f"{flag} must be {'above' if strict else 'at least'} {minimum:g}, got {value:g}"]
+        return [f"{name} must be {'above' if strict else 'at least'} {minimum:g}, got {value:g}"]
     return []
 
 
@@ -144,8 +150,6 @@ def parse_number(flag: str, text: str | None) -> float | None:
 
 def parse_duration(text: str | None) -> float | None:
     """``30m``, ``1.5h``, ``900s``, ``1h30m`` or a bare number of minutes, in seconds."""
-    import re
-
     if text is None:
         return None
     units = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}

@@ -7,19 +7,23 @@ import json
 import shutil
 from pathlib import Path
 
+from rich.table import Table
+
+from bertc.artifact import read_manifest, staging_dir
+from bertc.bench.bench import bench
+from bertc.bench.config import BenchConfig
+from bertc.bench.report import report
+from bertc.console import console
 from bertc.formatting import pct, points, ratio, signed
-from bertc.optimize.config import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE, SelectConfig
+from bertc.inference import evaluate
+from bertc.optimize.config import SelectConfig
+from bertc.optimize.rundir import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE
+from bertc.optimize.search import choose
 
 
-def finish_run(out: Path, baseline: Path, candidates: list[Path], select: SelectConfig, bench_config, target: str,
-               searched: list[dict] | None = None) -> dict:
+def finish_run(out: Path, baseline: Path, candidates: list[Path], select: SelectConfig, bench_config: BenchConfig,
+               target: str, searched: list[dict] | None = None) -> dict:
     """Bench the baseline and the candidates side by side, report, score on the test data, ship the winner."""
-    from bertc.bench.bench import bench
-    from bertc.bench.report import report
-    from bertc.console import console
-    from bertc.inference import evaluate
-    from bertc.optimize.search import choose
-
     console.print(f"benching {len(candidates) + 1} variants side by side on {bench_config.data}", soft_wrap=True)
     bench_config = dataclasses.replace(bench_config, baseline=str(baseline))
     results = bench([baseline, *candidates], bench_config, out / BENCH_FILE, overwrite=True)
@@ -80,10 +84,6 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def print_summary(summary: dict) -> None:
-    from rich.table import Table
-
-    from bertc.console import console
-
     header, lines = summary_rows(summary)
     table = Table(title="bertc optimize")
     for column in header:
@@ -106,8 +106,6 @@ def print_summary(summary: dict) -> None:
 
 def ship(src: Path, dest: Path, target: str, why: str) -> Path:
     """Copy the winner to ``dest`` with its label map, a serving script and a README; replaces ``dest``."""
-    from bertc.artifact import read_manifest, staging_dir
-
     manifest = read_manifest(src)
     labels = manifest["task"]["labels"]
     kind = manifest["model"].get("kind", "pytorch")

@@ -16,31 +16,41 @@ stages it ran, for `bertc run`. ``--resume`` reuses every complete artifact and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 import time
 from pathlib import Path
 
+from bertc.artifact import is_artifact, read_manifest
+from bertc.console import console
 from bertc.errors import BertcError
 from bertc.formatting import duration, points
-from bertc.optimize.config import (
-    DISTILL_LR,
-    FINETUNE_LR,
-    RECIPE_FILE,
-    RECOVER_LR,
-    STATE_FILE,
-    OptimizeConfig,
-    SelectConfig,
-)
+from bertc.inference import evaluate
+from bertc.jsonio import to_jsonable
+from bertc.optimize.config import OptimizeConfig
 from bertc.optimize.finish import finish_run
 from bertc.optimize.plan import DataPlan, Probe, check_cuda, measure, plan_data
+from bertc.optimize.recipe import Recipe, RecipeStage, run_stage, write_recipe
+from bertc.optimize.rundir import (
+    RECIPE_FILE,
+    STAGES_DIR,
+    check_out_dir,
+    mark_finished,
+    save_state,
+    start_out_dir,
+)
+from bertc.optimize.search import (
+    PRECISION_SPEEDUP,
+    Candidate,
+    CostModel,
+    Search,
+    candidates_for,
+    order_candidates,
+    parse_candidate,
+    relative_cost,
+    time_reason,
+)
+from bertc.optimize.stages import compression_stage, deploy_stages, finetune_stage, measurement_configs
 
-STATE_FORMAT = "bertc-optimize"
-LAYERS_LOSS = {"hidden_weight": 1.0, "attention_weight": 1.0}  # TinyBERT-style losses for layer reduction
-
-
-# ---------------------------------------------------------------------------------------------- the stage
 
 def optimize(config: OptimizeConfig, out: Path | str, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Run the whole search into ``out``; returns the summary (winner, table, report path)."""
@@ -50,112 +60,76 @@ def optimize(config: OptimizeConfig, out: Path | str, *, resume: bool = False, o
     return run.finish()
 
 
-def check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> dict | None:
-    """Fail early on an output that may not be replaced; with ``resume`` return the earlier run's state."""
-    state = out / STATE_FILE
-    if resume and overwrite:
-        raise BertcError("give --resume (continue the run in --out) or --overwrite (start it again), not both")
-    if resume:
-        if not state.is_file():
-            raise BertcError(f"nothing to resume: {out} holds no bertc optimize run ({STATE_FILE} is missing); "
-                             "drop --resume")
-        previous = json.loads(state.read_text())
-        old = previous.get("config", {})
-        changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-        if changed:
-            raise BertcError(f"--resume with different options than the run in {out} ({', '.join(changed)}); repeat "
-                             "the original command with --resume, or pick another --out")
-        return previous
-    if out.exists():
-        if not overwrite:
-            raise BertcError(f"output {out} already exists; pass --resume to continue the run in it, --overwrite to "
-                             "start again, or choose another --out")
-        if not out.is_dir() or (any(out.iterdir()) and not state.is_file()):
-            raise BertcError(f"{out} is not a bertc optimize output and bertc will not delete it; choose another "
-                             "--out")
-    return None
-
-
-def start_out_dir(out: Path, record: dict, overwrite: bool, previous: dict | None) -> dict:
-    if overwrite and previous is None and out.exists():
-        shutil.rmtree(out)
-    (out / "stages").mkdir(parents=True, exist_ok=True)
-    state = previous or {"format": STATE_FORMAT, "format_version": 1, "config": record, "nodes": {}}
-    state["finished"] = False
-    return state
-
-
 def config_record(config: OptimizeConfig) -> dict:
     """The options a resumed run must share with the interrupted one (the time budget may change)."""
-    from bertc.jsonio import to_jsonable
-
     record = to_jsonable(config)
     record.pop("time_budget")
     return {"mode": "optimize", **record}
 
 
-# ---------------------------------------------------------------------------------------------- the run
-
 class Run:
     """One `bertc optimize` run: builds stages, records them (state and recipe) and drives the search."""
 
-    def __init__(self, config: OptimizeConfig, out: Path, plan: DataPlan, probe: Probe, candidates: list,
-                 state: dict, resume: bool, started: float):
-        from bertc.optimize.search import CostModel
-
+    def __init__(self, config: OptimizeConfig, out: Path, plan: DataPlan, probe: Probe,
+                 candidates: list[Candidate], resume: bool, started: float):
         self.config, self.out, self.plan, self.probe, self.candidates = config, out, plan, probe, candidates
-        self.state, self.resume, self.started = state, resume, started
-        self.stages_dir = out / "stages"
+        self.state: dict = {"nodes": {}}
+        self.resume, self.started = resume, started
+        self.stages_dir = out / STAGES_DIR
         self.costs = CostModel(probe.train_rate, probe.infer_rate, plan.selection_rows)
-        self.failed = {n: r for n, r in state["nodes"].items() if r.get("status") == "failed"} if resume else {}
         self.inputs: dict[str, Path] = {}  # stage name -> artifact built or reused in this run
-        self.done: list = []  # RecipeStage, in build order
+        self.done: list[RecipeStage] = []  # in build order
         self.notes: list[str] = []
-        self.finals: list = []  # (candidate, path) of every deployable built
+        self.finals: list[tuple[Candidate, Path]] = []  # every deployable built
         self.base_ref, self.baseline, self.base_accuracy = "", Path(), 0.0
-        self.bench_config, self.select = self.measurement_configs()
+        self.bench_config, self.select = measurement_configs(config, plan)
+        # With a latency budget the most accurate model that meets it wins, so slower candidates stay worth trying.
+        self.searcher = Search(probe.shape, probe.seq_len, config.target, config.max_accuracy_drop,
+                               exhaustive=config.exhaustive or config.latency_budget_ms is not None)
 
     @classmethod
     def prepare(cls, config: OptimizeConfig, out: Path, *, resume: bool, overwrite: bool) -> Run:
         """Every check that can fail, before anything long runs or anything is deleted."""
-        from bertc.console import console
-        from bertc.optimize.search import check_candidates, parse_candidate, preset_candidates
-
         started = time.monotonic()
         record = config_record(config)
         previous = check_out_dir(out, record, resume, overwrite)
         if config.target == "cuda":
             check_cuda()
         plan, sample = plan_data(config)
-        candidates = [parse_candidate(spec, config.target) for spec in config.candidates]
+        given = [parse_candidate(spec, config.target) for spec in config.candidates]
         probe = measure(config, plan, sample)
-        candidates = candidates or preset_candidates(config.preset, probe.shape, config.target)
-        standard = parse_candidate("base:" + ("int8-dynamic" if config.target == "cpu" else "fp16"), config.target)
-        if standard not in candidates:  # every report compares with the standard recipe
-            candidates.insert(0, standard)
-        check_candidates(candidates, probe.shape)
-        run = cls(config, out, plan, probe, candidates, {"nodes": {}}, resume, started)
-        budget = config.setting("time_budget")
-        if config.start_from is None and budget is not None:
-            rows = min(plan.train_rows, config.setting("finetune_samples") or plan.train_rows)
-            need = run.costs.finetune(rows, config.setting("finetune_epochs")) + run.finish_estimate([])
-            message = (f"--time-budget {duration(budget)} is too small to fine-tune even once: {rows} samples x "
-                       f"{config.setting('finetune_epochs'):g} epochs at the measured {probe.train_rate:.0f} "
-                       f"samples/s plus the final bench take about {duration(need)}")
-            if need > budget and config.time_budget is not None:
-                raise BertcError(f"{message}; give at least --time-budget {math.ceil(need / 60)}m, fewer "
-                                 "--finetune-samples, or --from a fine-tuned artifact")
-            if need > budget:  # the preset's budget, on a slow or busy machine: fine-tune anyway, try nothing else
-                console.print(f"warning: the {config.preset} preset's {message}; bertc fine-tunes anyway and "
-                              "skips candidates that do not fit", style="yellow", soft_wrap=True)
+        candidates = candidates_for(given, config.preset, probe.shape, config.target)
+        run = cls(config, out, plan, probe, candidates, resume, started)
+        run.check_time_budget()
         run.state = start_out_dir(out, record, overwrite, previous)
         run.state["probe"] = {"train_samples_per_second": round(probe.train_rate, 2), "seq_len": probe.seq_len,
                               "inference_samples_per_second": round(probe.infer_rate, 2),
                               "shape": dataclasses.asdict(probe.shape)}
+        budget = config.setting("time_budget")
         console.print(f"optimizing for {config.target}: {len(candidates)} candidates, accuracy budget "
                       f"{points(config.max_accuracy_drop)} on {plan.selection_rows} rows of {plan.selection}"
                       + (f", time budget {duration(budget)}" if budget else ""), soft_wrap=True)
         return run
+
+    def check_time_budget(self) -> None:
+        """Refuse a time budget given that cannot fit even the fine-tuning; warn when the preset's cannot."""
+        config, plan, probe = self.config, self.plan, self.probe
+        budget = config.setting("time_budget")
+        if config.start_from is not None or budget is None:
+            return
+        rows = min(plan.train_rows, config.setting("finetune_samples") or plan.train_rows)
+        need = self.costs.finetune(rows, config.setting("finetune_epochs")) + self.finish_estimate([])
+        if need <= budget:
+            return
+        message = (f"--time-budget {duration(budget)} is too small to fine-tune even once: {rows} samples x "
+                   f"{config.setting('finetune_epochs'):g} epochs at the measured {probe.train_rate:.0f} "
+                   f"samples/s plus the final bench take about {duration(need)}")
+        if config.time_budget is not None:
+            raise BertcError(f"{message}; give at least --time-budget {math.ceil(need / 60)}m, fewer "
+                             "--finetune-samples, or --from a fine-tuned artifact")
+        # The preset's budget, on a slow or busy machine: fine-tune anyway, try nothing else.
+        console.print(f"warning: the {config.preset} preset's {message}; bertc fine-tunes anyway and skips "
+                      "candidates that do not fit", style="yellow", soft_wrap=True)
 
     # -------------------------------------------------------------------------------------- stages
 
@@ -163,21 +137,13 @@ class Run:
         """How a recipe names a node's artifact: its stage name, or the path of the --from artifact."""
         return self.base_ref if node == "base" else node
 
-    def build(self, stage, estimate: float, must_succeed: bool = False) -> Path | None:
+    def build(self, stage: RecipeStage, estimate: float, must_succeed: bool = False) -> Path | None:
         """Build (or, on resume, reuse) one stage; a candidate's failure is recorded, not raised."""
-        from bertc.artifact import is_artifact
-        from bertc.console import console
-        from bertc.optimize.recipe import run_stage
-
         if stage.name in self.inputs:
             return self.inputs[stage.name]
         out, record = self.stages_dir / stage.name, {"kind": stage.kind, "input": stage.input}
         if is_artifact(out) and self.resume:
             record = {**self.state["nodes"].get(stage.name, record), "status": "reused"}
-        elif stage.name in self.failed:
-            self.state["nodes"][stage.name] = self.failed[stage.name]
-            self.notes.append(f"{stage.name}: {self.failed[stage.name]['reason']}")
-            return None
         else:
             console.print(f"[bold]{stage.name}[/bold]: {stage.kind} of {stage.input or 'the pretrained model'} "
                           f"(about {duration(estimate)})", soft_wrap=True)
@@ -209,9 +175,6 @@ class Run:
     def selection_accuracy(self, name: str, path: Path, trust_manifest: bool = True) -> float:
         """Accuracy on the selection slice, recorded in the state. The stages measure it themselves (bertc gave
         them the slice as their eval data) and record it in their manifests; anything else is evaluated."""
-        from bertc.artifact import read_manifest
-        from bertc.inference import evaluate
-
         report = read_manifest(path).get("metrics", {}).get("eval") or {}
         if not (trust_manifest and report.get("samples") == self.plan.selection_rows and "accuracy" in report):
             report = evaluate(path, self.plan.selection, columns=self.plan.columns, split="validation",
@@ -220,99 +183,25 @@ class Run:
         return report["accuracy"]
 
     def baseline_stage(self) -> None:
-        from bertc.data.config import DataConfig
-        from bertc.finetune.config import FinetuneConfig
-        from bertc.optimize.recipe import RecipeStage
-
+        """Fine-tune (or take the --from artifact): the model every candidate starts from and is compared with."""
         config = self.config
         if config.start_from:
             self.baseline = Path(config.start_from).absolute()
             self.base_ref = str(self.baseline)
         else:
-            data = DataConfig(train=self.plan.train, eval=self.plan.selection, **self.column_options(),
-                              max_train_samples=config.setting("finetune_samples"),
-                              max_eval_samples=self.plan.selection_rows, seed=config.seed)
-            stage = RecipeStage("finetune", "finetune", FinetuneConfig(
-                data=data, model=config.model, train=self.train_config(config.lr or FINETUNE_LR,
-                                                                       config.setting("finetune_epochs"))))
             rows = min(self.plan.train_rows, config.setting("finetune_samples") or self.plan.train_rows)
             self.base_ref = "finetune"
-            self.baseline = self.build(stage, self.costs.finetune(rows, config.setting("finetune_epochs")),
-                                       must_succeed=True)
+            self.baseline = self.build(finetune_stage(config, self.plan),
+                                       self.costs.finetune(rows, config.setting("finetune_epochs")), must_succeed=True)
         self.inputs["base"] = self.baseline
         name = "finetune" if self.base_ref == "finetune" else "from"
         self.base_accuracy = self.selection_accuracy(name, self.baseline, trust_manifest=name == "finetune")
         self.state["nodes"][name]["path"] = str(self.baseline)
 
-    def column_options(self) -> dict:
-        columns = self.plan.columns
-        return {"text_column": columns.text, "text_pair_column": columns.pair, "label_column": columns.label}
-
-    def train_config(self, lr: float, epochs: float = 1.0):
-        from bertc.training.config import TrainConfig
-
-        return TrainConfig(lr=lr, epochs=epochs, batch_size=self.config.batch_size, max_length=self.config.max_length,
-                           seed=self.config.seed, device="auto", save_steps=200, logging_steps=20)
-
-    def task_data(self, samples: int):
-        from bertc.compress.config import TaskData
-
-        return TaskData(train=self.plan.train, eval=self.plan.selection, **self.column_options(),
-                        max_train_samples=samples, max_eval_samples=self.plan.selection_rows, seed=self.config.seed)
-
-    def compression_stage(self, node: str, step, parent: str):
-        from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
-        from bertc.optimize.recipe import RecipeStage
-
-        setting = self.config.setting
-        if step.kind == "layers":
-            config = DistillConfig(student_layers=step.value, data=self.task_data(setting("distill_samples")),
-                                   train=self.train_config(DISTILL_LR), loss=DistillLoss(**LAYERS_LOSS))
-            return RecipeStage(node, "distill", config, self.ref(parent))
-        targets = {"heads": step.value} if step.kind == "heads" else {"ffn": step.value / 100}
-        config = PruneConfig(**targets, data=self.task_data(setting("recover_samples")), distill=True,
-                             recover=self.train_config(RECOVER_LR), importance_samples=setting("importance_samples"))
-        return RecipeStage(node, "prune", config, self.ref(parent))
-
-    def deploy_stages(self, candidate, remaining_points: float | None = None):
-        """The fused ONNX export of the candidate's node and, unless fp32, its quantization."""
-        from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
-        from bertc.optimize.recipe import RecipeStage
-
-        export = RecipeStage(f"{candidate.node}-onnx", "export", ExportConfig(
-            data=self.plan.selection, split="validation", verify_samples=self.plan.selection_rows,
-            device=self.config.target), self.ref(candidate.node))
-        if candidate.precision == "fp32":
-            return export, None
-        method = {"int8-dynamic": DynamicQuantConfig(), "fp16": Fp16Config(),
-                  "int8-static": StaticQuantConfig(calibration_data=self.plan.train, seed=self.config.seed)}
-        quantize = RecipeStage(candidate.name, "quantize", QuantizeConfig(
-            method=method[candidate.precision], eval_data=self.plan.selection, split="validation",
-            eval_samples=self.plan.selection_rows, device=self.config.target,
-            max_accuracy_drop=None if remaining_points is None else round(max(0.0, remaining_points), 4)),
-            export.name)
-        return export, quantize
-
-    def measurement_configs(self):
-        """How the variants are benched (on the selection slice) and chosen."""
-        from bertc.bench.config import BenchConfig
-
-        config, plan = self.config, self.plan
-        bench = BenchConfig(data=plan.selection, split="validation", max_samples=plan.selection_rows,
-                            **self.column_options(), device=config.target,
-                            batch_sizes=config.setting("batch_sizes"), seq_lens=("real",), warmup=10,
-                            runs=config.setting("bench_runs"), rounds=10, memory=config.setting("memory"))
-        select = SelectConfig(max_accuracy_drop=config.max_accuracy_drop, latency_budget_ms=config.latency_budget_ms,
-                              test=plan.test, test_samples=config.test_samples)
-        return bench, select
-
     def save(self) -> None:
         """The state and the recipe of what was built so far, after every step (an interrupted run has both)."""
-        from bertc.jsonio import write_json
-        from bertc.optimize.recipe import Recipe, write_recipe
-
         self.state["elapsed_seconds"] = round(time.monotonic() - self.started, 1)
-        write_json(self.out / STATE_FILE, self.state)
+        save_state(self.out, self.state)
         if self.base_ref:
             recipe = Recipe(stages=self.done, baseline=self.base_ref, candidates=[p.name for _, p in self.finals],
                             select=self.select, bench=self.bench_config, target=self.config.target, notes=self.notes)
@@ -323,15 +212,9 @@ class Run:
     # -------------------------------------------------------------------------------------- the search
 
     def search(self) -> None:
-        from bertc.console import console
-        from bertc.optimize.search import Search, order_candidates
-
-        probe = self.probe
-        # With a latency budget the most accurate model that meets it wins, so slower candidates stay worth trying.
-        self.searcher = Search(probe.shape, probe.seq_len, self.config.target, self.config.max_accuracy_drop,
-                               exhaustive=self.config.exhaustive or self.config.latency_budget_ms is not None)
+        probe, config = self.probe, self.config
         self.state["candidates"] = records = []
-        ordered = order_candidates(self.candidates, probe.shape, probe.seq_len, self.config.target)
+        ordered = order_candidates(self.candidates, probe.shape, probe.seq_len, config.target)
         console.print("plan (fastest expected first; estimates from the measured "
                       f"{probe.train_rate:.0f} training samples/s): " + ", ".join(
                           f"{c.name} ~{self.searcher.expected(c):.1f}x, {duration(self.estimate(c))}" for c in ordered),
@@ -349,11 +232,11 @@ class Run:
                 self.build_candidate(candidate, record)
             self.save()
 
-    def build_candidate(self, candidate, record: dict) -> None:
+    def build_candidate(self, candidate: Candidate, record: dict) -> None:
         budget = self.config.max_accuracy_drop
         parent = "base"
         for i, node in enumerate(candidate.chain()):
-            stage = self.compression_stage(node, candidate.steps[i], parent)
+            stage = compression_stage(self.config, self.plan, node, candidate.steps[i], self.ref(parent))
             path = self.build(stage, self.estimate_node(candidate, i))
             if path is None:
                 record.update(status="failed", reason=self.state["nodes"][node]["reason"])
@@ -364,7 +247,7 @@ class Run:
                                                            f"(budget {budget:g}); its chain stops there")
                 return
             parent = node
-        export, _ = self.deploy_stages(candidate)
+        export, _ = deploy_stages(self.config, self.plan, candidate, self.ref(candidate.node))
         relative = self.relative(candidate)
         path = self.build(export, self.costs.export(relative))
         if path is None:
@@ -374,7 +257,8 @@ class Run:
         # The standard recipe stays plain (no layers kept in float), so the comparison with it is fair; every other
         # quantization gets the budget left, and quantize keeps its most sensitive layers in float to meet it.
         standard = not candidate.steps
-        _, quantize = self.deploy_stages(candidate, remaining_points=None if standard else budget - drop)
+        _, quantize = deploy_stages(self.config, self.plan, candidate, self.ref(candidate.node),
+                                    remaining_points=None if standard else budget - drop)
         if quantize is not None and (standard or drop <= budget + 1e-9):
             path = self.build(quantize, self.costs.quantize(relative, static=candidate.precision == "int8-static"))
             if path is None:
@@ -389,14 +273,10 @@ class Run:
         if not within:
             record["reason"] = f"loses {drop:.2f} points on the selection slice (budget {budget:g})"
 
-    def relative(self, candidate) -> float:
-        from bertc.optimize.search import relative_cost
-
+    def relative(self, candidate: Candidate) -> float:
         return relative_cost(self.probe.shape, candidate.steps, self.probe.seq_len)
 
-    def estimate_node(self, candidate, index: int) -> float:
-        from bertc.optimize.search import relative_cost
-
+    def estimate_node(self, candidate: Candidate, index: int) -> float:
         setting, shape, seq = self.config.setting, self.probe.shape, self.probe.seq_len
         parent = relative_cost(shape, candidate.steps[:index], seq)
         child = relative_cost(shape, candidate.steps[:index + 1], seq)
@@ -405,7 +285,7 @@ class Run:
         return self.costs.prune(setting("importance_samples"), min(self.plan.train_rows, setting("recover_samples")),
                                 parent, child)
 
-    def estimate(self, candidate) -> float:
+    def estimate(self, candidate: Candidate) -> float:
         """Seconds still needed to build ``candidate`` (stages already built cost nothing)."""
         seconds = sum(self.estimate_node(candidate, i) for i, node in enumerate(candidate.chain())
                       if node not in self.inputs)
@@ -416,16 +296,12 @@ class Run:
             seconds += self.costs.quantize(relative, static=candidate.precision == "int8-static")
         return seconds
 
-    def finish_estimate(self, candidates: list) -> float:
-        from bertc.optimize.search import PRECISION_SPEEDUP
-
+    def finish_estimate(self, candidates: list[Candidate]) -> float:
         speed = PRECISION_SPEEDUP[self.config.target]
         variants = [1.0] + [self.relative(c) / speed[c.precision] for c in candidates]
         return self.costs.finish(variants, self.config.setting("bench_runs") + 10, self.plan.test_rows)
 
-    def time_reason(self, candidate) -> str | None:
-        from bertc.optimize.search import time_reason
-
+    def time_reason(self, candidate: Candidate) -> str | None:
         budget = self.config.setting("time_budget")
         if budget is None:
             return None
@@ -439,7 +315,6 @@ class Run:
         summary = finish_run(self.out, self.baseline, [path for _, path in self.finals], self.select,
                              self.bench_config, self.config.target, searched=self.state.get("candidates", []))
         summary["seconds"] = round(time.monotonic() - self.started, 1)
-        self.state.update(finished=True, result={k: summary[k] for k in ("winner", "shipped_baseline", "text")})
+        mark_finished(self.state, summary)
         self.save()
         return summary
-

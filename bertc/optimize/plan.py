@@ -6,8 +6,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from bertc.artifact import load_artifact, read_manifest
+from bertc.data.config import Columns
+from bertc.data.load import find_split_file, read_dataset, resolve_split
+from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
+from bertc.inference.onnx import providers_for
+from bertc.modeling import describe_model, load_pretrained_classifier
 from bertc.optimize.config import OptimizeConfig
+from bertc.optimize.search import Shape
 
 
 @dataclass
@@ -15,7 +24,7 @@ class DataPlan:
     train: str  # training file
     selection: str  # eval file; its first selection_rows rows choose the winner
     test: str | None  # final accuracy data
-    columns: object  # bertc.data.Columns
+    columns: Columns
     labels: list
     train_rows: int
     selection_rows: int
@@ -24,11 +33,6 @@ class DataPlan:
 
 def plan_data(config: OptimizeConfig):
     """Local data files, their label sets checked against each other; returns the plan and the selection slice."""
-    from bertc.artifact import read_manifest
-    from bertc.data.config import Columns
-    from bertc.data.load import find_split_file, read_dataset, resolve_split
-    from bertc.data.prepare import read_eval_data
-
     train, selection, test = Path(config.train), config.eval, config.test
     if train.is_dir():
         selection = selection or (str(found) if (found := find_split_file(train, "validation")) else None)
@@ -74,7 +78,7 @@ def plan_data(config: OptimizeConfig):
 
 @dataclass
 class Probe:
-    shape: object  # bertc.optimize.search.Shape
+    shape: Shape  # the fine-tuned model's
     train_rate: float  # training samples/s (forward + backward, with an allowance for the optimizer step)
     infer_rate: float  # inference samples/s in PyTorch at batch 64
     seq_len: int  # mean tokens per selection sentence
@@ -82,12 +86,6 @@ class Probe:
 
 def measure(config: OptimizeConfig, plan: DataPlan, sample) -> Probe:
     """The model's shape and how fast this machine trains and runs it, measured on a few real batches."""
-    import torch
-
-    from bertc.artifact import load_artifact
-    from bertc.modeling import describe_model, load_pretrained_classifier
-    from bertc.optimize.search import Shape
-
     if config.start_from:
         artifact = load_artifact(config.start_from)
         model, tokenizer = artifact.model, artifact.tokenizer
@@ -136,10 +134,6 @@ def measure(config: OptimizeConfig, plan: DataPlan, sample) -> Probe:
 
 
 def check_cuda() -> None:
-    import torch
-
-    from bertc.export.runtime import providers_for
-
     if not torch.cuda.is_available():
         raise BertcError("--target cuda needs a CUDA GPU for training and measuring, and this machine has none; "
                          "use --target cpu, or run on a GPU machine")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bertc.bench.report import pick, reference_setting, row_at, within_budget
+from bertc.compress.flops import layer_flops
 from bertc.errors import BertcError
 
 STEP_ORDER = ("layers", "heads", "ffn")
@@ -147,6 +149,17 @@ def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]
     return list(dict.fromkeys(parse_candidate(spec, target) for spec in specs))
 
 
+def candidates_for(given: list[Candidate], preset: str, shape: Shape, target: str) -> list[Candidate]:
+    """The candidates given (else the preset's), with the standard recipe (the unpruned model quantized: every
+    report compares with it) added; checked against the model's shape."""
+    candidates = list(given) or preset_candidates(preset, shape, target)
+    standard = parse_candidate("base:" + ("int8-dynamic" if target == "cpu" else "fp16"), target)
+    if standard not in candidates:
+        candidates.insert(0, standard)
+    check_candidates(candidates, shape)
+    return candidates
+
+
 # ---------------------------------------------------------------------------------------------- expectations
 
 def shape_after(shape: Shape, steps: tuple[Step, ...]) -> tuple[int, int, int]:
@@ -164,8 +177,6 @@ def shape_after(shape: Shape, steps: tuple[Step, ...]) -> tuple[int, int, int]:
 
 def relative_cost(shape: Shape, steps: tuple[Step, ...], seq_len: int) -> float:
     """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change)."""
-    from bertc.compress.flops import layer_flops
-
     full = layer_flops(shape.hidden, shape.heads, shape.head_dim, shape.ffn, seq_len)
     layers, heads, ffn = shape_after(shape, steps)
     pruned = layer_flops(shape.hidden, heads, shape.head_dim, ffn, seq_len)
@@ -313,8 +324,6 @@ def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | N
     """The variant to ship from bench results measured on the selection slice, by the rule `bertc report`
     recommends by (:func:`bertc.bench.report.pick`): the fastest within the accuracy budget (p50 at batch 1 with
     real lengths), or with a latency budget the most accurate that meets it; the baseline when none beats it."""
-    from bertc.bench.report import pick, reference_setting, row_at, within_budget
-
     setting = reference_setting(results)
     base = next(v for v in results["variants"] if v["name"] == results["baseline"])
     rows = []

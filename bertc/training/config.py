@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bertc.errors import BertcError
+from bertc.checks import field_problems, raise_problems
 
 Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
 Schedule = Literal["linear", "cosine", "constant", "polynomial", "exponential"]
@@ -41,6 +41,12 @@ class TrainConfig:
     logging_steps: int = 10  # log loss and lr every N steps
 
     def __post_init__(self):
+        problems = field_problems(self)
+        if not problems:  # ranges only mean something once the types are right
+            problems += self.range_problems()
+        raise_problems(problems)
+
+    def range_problems(self) -> list[str]:
         problems = []
         positive = ("lr", "batch_size", "eval_batch_size", "grad_accum", "max_length", "save_steps",
                     "logging_steps")
@@ -63,5 +69,4 @@ class TrainConfig:
             problems.append(f"--early-stopping-patience must be at least 1, got {self.early_stopping_patience}")
         if self.precision == "fp16" and self.device == "cpu":
             problems.append("--precision fp16 needs CUDA; use --precision bf16 on CPU")
-        if problems:
-            raise BertcError("; ".join(problems))
+        return problems

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,9 +24,8 @@ from bertc.metrics import quick_metrics
 from bertc.training.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log, unwrap
 from bertc.training.config import TrainConfig
 from bertc.training.optim import build_optimizer, build_scheduler
+from bertc.training.workdir import CHECKPOINTS, is_main_process, prepare_work_dir
 
-CHECKPOINTS = "checkpoints"
-CONFIG_FILE = "train_config.json"
 LOG_FILE = "train_log.jsonl"
 
 
@@ -76,52 +74,6 @@ def check_device(config: TrainConfig) -> str:
     if config.precision == "fp16" and device != "cuda":
         raise BertcError("--precision fp16 needs CUDA; use --precision bf16 on CPU")
     return device
-
-
-def prepare_work_dir(work_dir: Path, config_record: dict, resume: bool) -> str | None:
-    """Set up the directory that holds checkpoints; return the checkpoint to resume from, if any."""
-    import json
-
-    saved_config = work_dir / CONFIG_FILE
-    if not resume:
-        if latest_checkpoint(work_dir / CHECKPOINTS) and is_main_process():
-            raise BertcError(f"an interrupted run left checkpoints in {work_dir}; pass --resume to continue it, "
-                             "or delete that directory to start over")
-        if is_main_process():
-            shutil.rmtree(work_dir, ignore_errors=True)  # holds no checkpoint: nothing to lose
-            work_dir.mkdir(parents=True)
-            saved_config.write_text(json.dumps(config_record, indent=2))
-        return None
-    check_resume_record(saved_config, config_record, "run")
-    return latest_checkpoint(work_dir / CHECKPOINTS)
-
-
-def check_resume_record(saved: Path, record: dict, what: str) -> None:
-    """``--resume`` continues the interrupted run only with its options, which it left in ``saved``."""
-    import json
-
-    if not saved.is_file():
-        raise BertcError(f"nothing to resume: {saved.parent} holds no interrupted {what}; drop --resume")
-    previous = json.loads(saved.read_text())
-    changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != record.get(k))
-    if changed:
-        raise BertcError(f"--resume with different options than the interrupted run ({', '.join(changed)}); "
-                         "repeat the original command with --resume")
-
-
-def latest_checkpoint(directory: Path) -> str | None:
-    """The newest complete checkpoint; a checkpoint killed while being written is skipped."""
-    if not directory.is_dir():
-        return None
-    complete = [p for p in directory.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-                and p.name.split("-")[-1].isdigit()]
-    if not complete:
-        return None
-    return str(max(complete, key=lambda p: int(p.name.split("-")[-1])))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def training_arguments(config: TrainConfig, work_dir: Path, device: str, has_eval: bool) -> TrainingArguments:
@@ -222,14 +174,3 @@ def gather_parameter_hashes(model) -> dict:
     hashes = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(hashes, parameter_hash(model))
     return {"world_size": len(hashes), "backend": torch.distributed.get_backend(), "parameter_sha256": hashes}
-
-
-def remove_work_dir(work_dir: Path) -> None:
-    if is_main_process():
-        shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def work_dir_for(out: Path) -> Path:
-    """Where checkpoints of a run writing ``out`` live, so ``--resume`` can find them."""
-    out = Path(out).absolute()
-    return out.parent / f".{out.name}.bertc-work"

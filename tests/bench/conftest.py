@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from bertc.bench.bench import bench
+from bertc.bench.config import BenchConfig
+from bertc.export.config import ExportConfig
+from bertc.export.onnx import export
+
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_artifact) -> Path:
     """bertc's fused fp32 ONNX export of the tiny fine-tuned model."""
-    from bertc.export.config import ExportConfig
-    from bertc.export.onnx import export
-
     return export(tiny_artifact, ExportConfig(verify_samples=60), tmp_path_factory.mktemp("onnx") / "tiny-onnx")
 
 
 def quick_bench_config(data, **overrides):
-    from bertc.bench.config import BenchConfig
-
     options = dict(data=str(data), batch_sizes=(1, 4), seq_lens=("real", 16), warmup=2, runs=6, rounds=3,
                    memory=False)
     options.update(overrides)
@@ -28,8 +28,6 @@ def quick_bench_config(data, **overrides):
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory, tiny_artifact, tiny_onnx, tiny_data) -> Path:
     """A results file of the tiny PyTorch artifact (the baseline) and its ONNX export, quick settings."""
-    from bertc.bench.bench import bench
-
     out = tmp_path_factory.mktemp("bench") / "results.json"
     bench([tiny_artifact, tiny_onnx], quick_bench_config(tiny_data), out)
     return out

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertc.bench.bench import RESULTS_VERSION, bench, read_results, unpruned_parent
+from bertc.bench.bench import bench
 from bertc.bench.config import BenchConfig, parse_int_list, parse_seq_lens
+from bertc.bench.results import RESULTS_VERSION, read_results
+from bertc.bench.standard import unpruned_parent
 from bertc.cli import app
 from bertc.errors import BertcError
+from bertc.export.config import QuantizeConfig, TorchDynamicConfig
+from bertc.export.quantize import quantize
 from bertc.inference import evaluate
 from tests.bench.conftest import quick_bench_config
 
@@ -122,6 +126,16 @@ def test_config_collects_every_problem():
         assert flag in message
 
 
+def test_config_checks_types_and_choices_with_the_ranges():
+    with pytest.raises(BertcError) as err:
+        BenchConfig(data="x", split="dev", threads="2", batch_sizes=(1, "8"), warmup=-1)
+    message = str(err.value)
+    assert "--split 'dev' is not one of train, validation, test" in message
+    assert "--threads must be a whole number, got '2'" in message
+    assert "--batch-sizes has an entry that must be a whole number" in message
+    assert "--warmup must be at least 0, got -1" in message and "\n" not in message
+
+
 def test_option_lists_parse():
     assert parse_int_list("1, 8,32", "--batch-sizes") == (1, 8, 32)
     assert parse_seq_lens("real,128") == ("real", 128)
@@ -179,9 +193,6 @@ def test_cli_bench_bad_option_exits_2(tmp_path, tiny_artifact, tiny_data):
 
 
 def test_torch_dynamic_int8_variants_are_timed_with_pytorch(tmp_path, tiny_artifact, tiny_data):
-    from bertc.export.config import QuantizeConfig, TorchDynamicConfig
-    from bertc.export.quantize import quantize
-
     int8 = quantize(tiny_artifact, QuantizeConfig(method=TorchDynamicConfig(), eval_samples=60), tmp_path / "int8")
     config = quick_bench_config(tiny_data, batch_sizes=(2,), seq_lens=("real",))
     results = bench([tiny_artifact, int8], config, tmp_path / "r.json")

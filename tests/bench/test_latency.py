@@ -7,12 +7,14 @@ import pytest
 
 from bertc.artifact import load_tokenizer, read_manifest
 from bertc.bench.latency import (
+    OrtBackend,
     Runner,
     Setting,
     check_device,
     check_fixed_lengths,
     make_batches,
     measure,
+    onnx_session,
     open_backend,
     planned_calls,
     speedup,
@@ -169,8 +171,6 @@ def test_fixed_length_beyond_the_position_embeddings_is_refused(tiny_artifact):
 
 def test_io_binding_path_gives_the_same_logits_as_session_run(tiny_onnx):
     """The binding code CUDA uses, run with CPU-resident OrtValues so it is checked without a GPU."""
-    from bertc.bench.latency import OrtBackend, onnx_session
-
     session = onnx_session(tiny_onnx, read_manifest(tiny_onnx), "cpu", threads=1)
     batch = make_batches(load_tokenizer(tiny_onnx), TEXTS, None, Setting(4, "real"), 64)[0]
     plain, bound = OrtBackend(session, "cpu"), OrtBackend(session, "cpu", io_binding=True)

@@ -5,13 +5,14 @@ import json
 import re
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from bertc.bench.bench import RESULTS_FORMAT, RESULTS_VERSION
 from bertc.bench.report import pareto_front, recommend, report
+from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION
 from bertc.cli import app
 from bertc.errors import BertcError
 
@@ -80,13 +81,36 @@ def test_report_html_embeds_the_plots_and_the_table(tmp_path, tiny_results, tiny
         data = base64.b64decode(image)
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     assert "<table>" in html and f"<td>{tiny_onnx.name}</td>" in html
-    assert "Recommendation" in html and ("Ship " in html or "No variant beats the baseline" in html)
+    advice = recommend(json.loads(tiny_results.read_text()), max_accuracy_drop=1.0)["text"]
+    assert "<h3>Recommendation</h3>" in html and f"<p class='recommendation'>{escape(advice)}</p>" in html
     assert "finetune: " in html and "export: " in html  # lineage
     assert "src='figures/" not in html and "http" not in html.split("<body>")[1]  # self-contained
     markdown = (out / "report.md").read_text()
     assert f"| {tiny_artifact.name} (baseline) |" in markdown
     for name in re.findall(r"\]\((figures/[^)]+)\)", markdown):
         assert (out / name).read_bytes().startswith(PNG_MAGIC)
+
+
+SHIP_FAST = ("Ship fast: at batch 1, real lengths, it takes 2 ms (p50) against 10 ms for the baseline base, 5.00x "
+             "faster (per-round range 4.52-5.53x). Its accuracy is 89.50% (-0.50 points against the baseline, "
+             "within the 1 point accuracy budget). Its size on disk is about the baseline's (1.0 MB).")
+NOTHING_BEATS_BASE = ("No variant beats the baseline base (2 ms p50 at batch 1, real lengths) within the 1 point "
+                      "accuracy budget. Faster but over the budget: lossy (1 ms, -10.00 points).")
+
+
+@pytest.mark.parametrize(("variants", "advice", "other"), [
+    ([("base", 10.0, 0.90), ("fast", 2.0, 0.895)], SHIP_FAST, "No variant beats"),
+    ([("base", 2.0, 0.90), ("slower", 10.0, 0.90), ("lossy", 1.0, 0.80)], NOTHING_BEATS_BASE, "Ship "),
+], ids=["a-variant-wins", "the-baseline-stays"])
+def test_report_states_the_one_right_recommendation(tmp_path, variants, advice, other):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(synthetic_results(variants)))
+    out = report([results], tmp_path / "report", max_accuracy_drop=1.0)
+    html = (out / "report.html").read_text()
+    assert "<h3>Recommendation</h3>" in html and f"<p class='recommendation'>{escape(advice)}</p>" in html
+    assert other not in html
+    markdown = (out / "report.md").read_text()
+    assert f"### Recommendation\n\n{advice}\n" in markdown and other not in markdown
 
 
 def test_report_handles_several_results_files_and_no_accuracy(tmp_path):
@@ -177,7 +201,7 @@ def test_a_busy_machine_is_called_out_next_to_the_recommendation():
 
 
 def test_busy_means_other_processes_not_the_bench_itself():
-    from bertc.bench.bench import cores_used_by_others, cpu_counters
+    from bertc.bench.machine import cores_used_by_others, cpu_counters
     from bertc.bench.report import notes
 
     results = synthetic_results([("base", 10.0, 0.9), ("fast", 2.0, 0.9)])

@@ -7,22 +7,22 @@ from typer.testing import CliRunner
 
 from bertc.artifact import load_artifact, load_model, read_manifest, save_artifact
 from bertc.cli import app
-from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig, TaskData
-from bertc.compress.distill import (
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
+from bertc.compress.distill import distill
+from bertc.compress.distillation import (
     LayerTaps,
     attention_map_loss,
-    distill,
+    distill_,
     distillation_loss,
     head_averaged_attention,
     hidden_state_loss,
-    make_student,
 )
 from bertc.compress.importance import compute_importance
 from bertc.compress.prune import prune_model_
 from bertc.data.config import DataConfig
 from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
-from bertc.modeling import encoder_layers, layer_shapes, load_pretrained_classifier
+from bertc.modeling import encoder_layers, layer_shapes, load_pretrained_classifier, make_student
 from tests.conftest import make_tiny_model_dir, quick_train_config
 
 runner = CliRunner()
@@ -138,6 +138,22 @@ def test_distillation_lowers_kl_to_teacher(tiny_artifact, tmp_path):
     assert {"distill_soft", "distill_hidden", "distill_attention"} <= set().union(*log)
 
 
+def test_distill_in_memory_trains_the_student_in_place(tiny_artifact, tmp_path):
+    teacher = load_artifact(tiny_artifact)
+    labels = teacher.manifest["task"]["labels"]
+    data = prepare_data(DataConfig(train=teacher.manifest["task"]["train_data"], max_train_samples=64))
+    student = make_student(teacher.model, [1])
+    teacher_weight = encoder_layers(teacher.model)[1].output.dense.weight.detach().clone()
+    result = distill_(student, teacher.model, teacher.tokenizer, data, {label: i for i, label in enumerate(labels)},
+                      quick_train_config(max_steps=2, logging_steps=1), DistillLoss(hidden_weight=1.0),
+                      layer_map=[1], work_dir=tmp_path / "work")
+    assert result.model is student and result.metrics["steps"] == 2
+    assert not torch.equal(encoder_layers(student)[0].output.dense.weight, teacher_weight)
+    assert torch.equal(encoder_layers(teacher.model)[1].output.dense.weight.cpu(), teacher_weight)
+    log = [json.loads(line) for line in result.log_file.read_text().splitlines()]
+    assert {"distill_soft", "distill_hard", "distill_hidden"} <= set().union(*log)
+
+
 def test_cli_distills_a_student_made_from_the_teacher(tiny_artifact, tmp_path):
     out = tmp_path / "d"
     result = runner.invoke(app, ["distill", "--teacher", str(tiny_artifact), "--out", str(out), "--student-layers",
@@ -197,7 +213,7 @@ def test_config_validation():
         DistillLoss(soft_weight=0, hard_weight=0)
     with pytest.raises(BertcError, match="--student-layers K makes a student"):
         DistillConfig(student="x", student_layers=2)
-    assert DistillConfig(student_layers=3, data=TaskData(train="x")).data.train == "x"
+    assert DistillConfig(student_layers=3, data=DataConfig(train="x")).data.train == "x"
 
 
 def test_student_copy_leaves_teacher_alone(tiny_bert_dir):

@@ -6,16 +6,20 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from bertc.artifact import load_model, read_manifest, save_artifact
+from bertc.artifact import load_artifact, load_model, read_manifest, save_artifact
 from bertc.cli import app
 from bertc.compress.config import PruneConfig
 from bertc.compress.importance import ImportanceScores, compute_importance
-from bertc.compress.prune import IMPORTANCE_FILE, every_other_layer, prune, prune_model_
+from bertc.compress.prune import IMPORTANCE_FILE, prune, prune_, prune_model_
+from bertc.data.config import DataConfig
+from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
-from bertc.modeling import PrunedAttention, encoder_layers, layer_shapes, load_pretrained_classifier
-from tests.conftest import quick_train_config
+from bertc.modeling import PrunedAttention, encoder_layers, every_other_layer, layer_shapes, load_pretrained_classifier
+from bertc.training.workdir import work_dir_for
+from tests.conftest import REPO, quick_train_config
 
 runner = CliRunner()
 TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the acting was very bad indeed"]
@@ -95,9 +99,6 @@ def test_pruning_zeroed_heads_and_neurons_keeps_outputs(classifier):
 
 
 def test_kept_heads_are_the_most_important(tiny_bert_dir, tiny_data):
-    from bertc.data.config import DataConfig
-    from bertc.data.prepare import prepare_data
-
     model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
     data = prepare_data(DataConfig(train=str(tiny_data))).train
     scores = compute_importance(model, tokenizer, data, {0: 0, 1: 1}, samples=64, max_length=32)
@@ -184,6 +185,37 @@ def test_prune_with_distilled_recovery(tiny_artifact, tmp_path):
     assert len(removed) == 1 and manifest["compression"]["kept_layers"] == [1 - removed[0]]
 
 
+def test_prune_in_memory_returns_what_the_stage_records(tiny_artifact, tmp_path):
+    artifact = load_artifact(tiny_artifact)
+    task = artifact.manifest["task"]
+    data = prepare_data(DataConfig(train=task["train_data"], max_train_samples=64, max_eval_samples=32))
+    config = PruneConfig(heads=2, layers=1, importance_samples=32)
+    result = prune_(artifact.model, artifact.tokenizer, config, data, tmp_path / "work", labels=task["labels"],
+                    max_length=32)
+    assert layer_shapes(result.model) == ([2], [64]) and result.model.config.num_hidden_layers == 1
+    assert result.importance == "gradient"
+    assert len(result.kept_layers) == 1 and len(result.kept_heads[0]) == 2
+    assert result.before["num_layers"] == 2 and result.after["num_layers"] == 1
+    assert result.after["flops"] < result.before["flops"]
+    assert result.eval["samples"] == 32 and 0 <= result.eval["accuracy"] <= 1
+    assert result.eval["data"] == data.eval.source
+    steps = result.metrics()["steps"]
+    assert [step["step"] for step in steps] == [1] and 0 <= steps[0]["eval_accuracy_after_pruning"] <= 1
+    assert (tmp_path / "work" / "step-1" / "pruned" / "step.json").is_file()  # the snapshot --resume reloads
+    assert not result.logs  # no recovery: no training log
+
+
+def test_prune_in_memory_without_data(tiny_bert_dir, tmp_path):
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    result = prune_(model, tokenizer, PruneConfig(heads=3), None, tmp_path / "work", labels=["0", "1"])
+    assert result.importance == "magnitude" and result.eval is None and layer_shapes(result.model)[0] == [3, 3]
+    with pytest.raises(BertcError, match="magnitude scoring cannot rank layers"):
+        prune_(model, tokenizer, PruneConfig(layers=1), None, tmp_path / "w2", labels=["0", "1"])
+    with pytest.raises(BertcError, match="recovery training needs labelled data"):
+        prune_(model, tokenizer, PruneConfig(heads=2, recover=quick_train_config()), None, tmp_path / "w3",
+               labels=["0", "1"])
+
+
 def no_data_artifact(tiny_artifact, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_artifact, copy)
@@ -264,11 +296,6 @@ app(sys.argv[1:])
 
 
 def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact, tmp_path):
-    from safetensors.torch import load_file
-
-    from bertc.training.trainer import work_dir_for
-    from tests.conftest import REPO
-
     def args(out):
         return ["prune", str(tiny_artifact), "--out", str(out), "--heads", "2", "--ffn", "0.5", "--iterative", "2",
                 "--importance-samples", "32", "--distill", "--recover-steps", "6", "--save-steps", "3",

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from bertc.data.config import Columns
-from bertc.data.load import read_dataset
+from bertc.data.load import parse_labels, read_dataset, read_texts
 from bertc.errors import BertcError
 
 ROWS = [("a fine film", "pos"), ("dull  plot", "neg"), ('he said "no"', "neg")]
@@ -93,3 +93,30 @@ def test_hub_dataset_id_uses_datasets(monkeypatch):
     assert read_dataset("glue/sst2", split="validation").texts == ["c"]
     assert calls == [("glue", "sst2")]
     assert read_dataset("glue/sst2", split="test").texts == ["c"]  # unlabelled test split: GLUE's dev set
+
+
+def test_integer_labels_written_as_floats_are_the_same_classes(tmp_path):
+    # pandas writes an integer column with a missing value as 1.0/0.0; it must still be classes 0 and 1.
+    frame = pd.DataFrame({"text": ["good", "bad", "fine", "meh"], "label": [1, 0, 1, None]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "eval.csv").write_text("text,label\ngreat,1\nawful,0\n")
+    train, evaluation = read_dataset(tmp_path / "train.csv"), read_dataset(tmp_path / "eval.csv")
+    assert train.labels == [1, 0, 1, None]
+    assert set(evaluation.labels) == {label for label in train.labels if label is not None}
+
+
+def test_equal_numeric_labels_take_the_most_common_spelling():
+
+    assert parse_labels(["0.5", "0.50", "0.50", "1"]) == ["0.50", "0.50", "0.50", "1"]
+    assert parse_labels(["1.0", "0", "2.00"]) == [1, 0, 2]
+    assert parse_labels(["pos", "1.0"]) == ["pos", "1.0"]  # not all numbers: labels stay text
+
+
+def test_read_texts_brings_the_pair_column_along(tmp_path):
+
+    path = tmp_path / "pairs.tsv"
+    path.write_text("sentence1\tsentence2\tlabel\na cat\ta dog\t0\n")
+    assert read_texts(str(path)) == (["a cat"], ["a dog"])
+    assert read_texts(str(path), text_column="sentence2") == (["a dog"], None)
+    with pytest.raises(BertcError, match="column 'nope' not found"):
+        read_texts(str(path), pair_column="nope")

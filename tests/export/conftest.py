@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from bertc.artifact import load_artifact, save_artifact
+from bertc.export.config import ExportConfig
+from bertc.export.onnx import export
+from bertc.modeling import encoder_layers, head_size, keep_heads_, record_layer_shapes_
+
 
 def pruned_copy(src: Path, out: Path, heads: list[list[int]]) -> Path:
     """``src`` with only the listed heads kept in each layer (an empty list removes the layer's attention)."""
-    from bertc.artifact import load_artifact, save_artifact
-    from bertc.modeling import encoder_layers, head_size, keep_heads_, record_layer_shapes_
-
     artifact = load_artifact(src)
     model = artifact.model
     size = head_size(model)
@@ -30,9 +32,6 @@ def pruned_copy_fixture():
 @pytest.fixture(scope="session")
 def onnx_artifact(tmp_path_factory, tiny_artifact) -> Path:
     """The tiny fine-tuned BERT exported with full fusion and verified (fp32)."""
-    from bertc.export.config import ExportConfig
-    from bertc.export.onnx import export
-
     return export(tiny_artifact, ExportConfig(verify_samples=60), tmp_path_factory.mktemp("onnx") / "fp32")
 
 

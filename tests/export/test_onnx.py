@@ -10,13 +10,16 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from bertc.artifact import read_manifest
+import bertc.export.onnx as export_module
+from bertc.artifact import load_model, load_tokenizer, read_manifest, save_artifact
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig
-from bertc.export.onnx import export
+from bertc.export.onnx import Exported, export, export_
 from bertc.inference import load_predictor
+from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.modeling import load_pretrained_classifier
 
 runner = CliRunner()
 
@@ -39,6 +42,34 @@ def test_export_writes_a_complete_verified_artifact(onnx_artifact, tiny_artifact
     assert check["passed"] and check["max_abs_logit_diff"] < 1e-4 and check["label_agreement"] == 1.0
     assert check["samples"] == 60 and check["accuracy"] == check["reference_accuracy"]
     assert manifest["metrics"]["eval"]["accuracy"] == check["accuracy"]
+
+
+def test_export_in_memory_returns_the_verified_graph_and_leaves_the_model_as_it_was(
+        tmp_path, monkeypatch, tiny_artifact, onnx_artifact, texts):
+    monkeypatch.chdir(tmp_path)
+    model, tokenizer = load_model(tiny_artifact, attn_implementation="eager"), load_tokenizer(tiny_artifact)
+    model.train()
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    exported = export_(model, tokenizer, ExportConfig(verify_samples=60), task=read_manifest(tiny_artifact)["task"])
+    assert isinstance(exported, Exported) and isinstance(exported.proto, onnx.ModelProto)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert model.training and all((model.state_dict()[name] == tensor).all() for name, tensor in weights.items())
+    stage = read_manifest(onnx_artifact)
+    assert exported.description == stage["model"]  # what the stage records is what export_ returns
+    assert exported.description["size_bytes"] == len(exported.proto.SerializeToString())
+    assert exported.metrics["verification"]["passed"] and exported.metrics["verification"]["samples"] == 60
+    assert exported.metrics["eval"]["accuracy"] == stage["metrics"]["eval"]["accuracy"]
+    session = create_session(exported.proto.SerializeToString())
+    np.testing.assert_allclose(OnnxPredictor(session, tokenizer, [0, 1]).logits(texts),
+                               load_predictor(onnx_artifact).logits(texts), atol=1e-5)
+
+
+def test_export_in_memory_without_a_task_takes_the_model_labels(tiny_artifact):
+    model, tokenizer = load_model(tiny_artifact, attn_implementation="eager"), load_tokenizer(tiny_artifact)
+    exported = export_(model, tokenizer, ExportConfig(optimize="basic", verify_samples=5))
+    check = exported.metrics["verification"]
+    assert check["passed"] and check["samples"] == 5 and check["data"].startswith("built-in sentences")
+    assert "eval" not in exported.metrics and exported.description["fusion_check"] is None
 
 
 def test_graph_has_dynamic_int64_inputs_and_float_logits(onnx_artifact):
@@ -87,8 +118,6 @@ def test_layer_groups_follow_layer_norms(onnx_artifact):
 
 
 def test_verification_catches_a_corrupted_graph(tmp_path, tiny_artifact, monkeypatch):
-    import bertc.export.onnx as export_module
-
     original = export_module.optimize
 
     def corrupted(raw, level):
@@ -144,9 +173,6 @@ def test_basic_optimization_and_fp16(tmp_path, tiny_artifact, texts):
 
 
 def test_roberta_without_token_type_ids_and_without_recorded_data(tmp_path, tiny_roberta_dir, texts):
-    from bertc.artifact import save_artifact
-    from bertc.modeling import load_pretrained_classifier
-
     model, tokenizer = load_pretrained_classifier(str(tiny_roberta_dir), ["neg", "pos"])
     src = save_artifact(tmp_path / "roberta", model, tokenizer, stage="finetune", config={},
                         task={"labels": ["neg", "pos"], "max_length": 32})

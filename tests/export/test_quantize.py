@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from typer.testing import CliRunner
 
-from bertc.artifact import load_artifact, read_manifest
+from bertc.artifact import load_artifact, load_model, load_tokenizer, read_manifest
 from bertc.cli import app
+from bertc.data.load import TextDataset
 from bertc.errors import BertcError
 from bertc.export.config import DynamicQuantConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig, method_config
-from bertc.export.quantize import quantize, search
-from bertc.export.verify import Samples
+from bertc.export.quantize import load_source, measure_sensitivity, quantize, quantize_, search
+from bertc.export.quantizers import DynamicHandler
+from bertc.export.verify import Samples, logits_on, verification_samples
 from bertc.inference import load_predictor
+from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.torch_quantized import quantize_linear_dynamic
 
 runner = CliRunner()
 
@@ -70,10 +76,6 @@ def test_fp16_and_pytorch_source(tmp_path, tiny_artifact, texts):
 
 
 def test_torch_dynamic_saves_float_safetensors_and_quantizes_on_load(tmp_path, tiny_artifact, texts):
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    from bertc.export.torch_dynamic import quantize_linear_dynamic
-
     out = quantize(tiny_artifact, QuantizeConfig(method=TorchDynamicConfig()), tmp_path / "torch-int8")
     files = {p.name for p in out.iterdir()}
     assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
@@ -88,6 +90,41 @@ def test_torch_dynamic_saves_float_safetensors_and_quantizes_on_load(tmp_path, t
     assert snr_db(load_predictor(tiny_artifact).logits(texts), predictor.logits(texts)) > 15
     with pytest.raises(BertcError, match="not a PyTorch one"):
         load_artifact(out)  # stages that need float weights do not take it silently
+
+
+def test_quantize_in_memory_torch_dynamic(tiny_artifact, texts):
+    model = load_model(tiny_artifact)
+    quantized = quantize_(model, TorchDynamicConfig(), float_groups=["classifier"])
+    assert quantized is model  # in place, as torchao's quantize_
+    assert sum(isinstance(m, DynamicLinear) for m in model.modules()) == 12  # the pooler and classifier stay float
+    assert type(model.classifier) is nn.Linear and type(model.bert.pooler.dense) is nn.Linear
+    expected = quantize_linear_dynamic(load_model(tiny_artifact), ["bert.pooler.dense", "classifier"])
+    predictor, reference = load_predictor(tiny_artifact), load_predictor(tiny_artifact)
+    predictor.model, reference.model = model, expected
+    np.testing.assert_array_equal(predictor.logits(texts), reference.logits(texts))
+
+
+def test_quantize_in_memory_onnx_graph(tmp_path, monkeypatch, onnx_artifact, texts):
+    monkeypatch.chdir(tmp_path)
+    proto = onnx.load(str(onnx_artifact / "model.onnx"))
+    assert quantize_(proto, DynamicQuantConfig()) is proto
+    types = {node.op_type for node in proto.graph.node}
+    assert {"QAttention", "MatMulInteger"} <= types and "Attention" not in types
+    partly = onnx.load(str(onnx_artifact / "model.onnx"))
+    quantize_(partly, DynamicQuantConfig(), float_groups=["layer.1"])  # layers found without a manifest
+    counts = [node.op_type for node in partly.graph.node]
+    assert counts.count("QAttention") == 1 and counts.count("Attention") == 1
+    assert list(tmp_path.iterdir()) == []  # its work files are gone
+    tokenizer = load_tokenizer(onnx_artifact)
+    quantized = OnnxPredictor(create_session(proto.SerializeToString()), tokenizer, [0, 1]).logits(texts)
+    assert snr_db(load_predictor(onnx_artifact).logits(texts), quantized) > 15
+
+
+def test_quantize_in_memory_refuses_a_model_of_the_wrong_kind(tiny_artifact, onnx_artifact):
+    with pytest.raises(BertcError, match="quantizes an ONNX graph"):
+        quantize_(load_model(tiny_artifact), DynamicQuantConfig())
+    with pytest.raises(BertcError, match="quantizes a PyTorch model"):
+        quantize_(onnx.load(str(onnx_artifact / "model.onnx")), TorchDynamicConfig())
 
 
 class FakeHandler:
@@ -126,8 +163,6 @@ class FakeHandler:
 
 
 def fake_samples():
-    from bertc.data.load import TextDataset
-
     return Samples(TextDataset(texts=["x"] * 200, labels=list(FakeHandler.truth)), "fake", True)
 
 
@@ -154,14 +189,12 @@ def test_no_budget_means_measured_not_enforced():
 
 
 def test_sensitivity_is_measured_on_a_real_graph(tmp_path, onnx_artifact, tiny_data):
-    from bertc.export.quantize import measure_sensitivity
-    from bertc.export.quantizers import DynamicHandler
-    from bertc.export.verify import logits_on, verification_samples
-
     manifest = read_manifest(onnx_artifact)
-    handler = DynamicHandler(onnx_artifact, manifest, QuantizeConfig(), tmp_path)
-    assert handler.groups() == ["layer.0", "layer.1"]
     samples = verification_samples(None, manifest["task"], "validation", 30)
+    source = load_source(onnx_artifact, manifest, "onnx", QuantizeConfig(), samples)
+    assert source.file == onnx_artifact / "model.onnx"  # read where it is, not written again
+    handler = DynamicHandler(source, QuantizeConfig(), tmp_path)
+    assert handler.groups() == ["layer.0", "layer.1"]
     scores = measure_sensitivity(handler, samples, logits_on(handler.reference_predictor(), samples), 30)
     assert set(scores) == {"layer.0", "layer.1"} and all(score > 0 for score in scores.values())
     assert not list(tmp_path.glob("candidate-*.onnx"))  # candidates are removed once measured

@@ -8,9 +8,12 @@ import sys
 import numpy as np
 import pytest
 
+from bertc.artifact import read_manifest
 from bertc.errors import BertcError
-from bertc.export.runtime import OnnxPredictor, providers_for
+from bertc.export.config import ExportConfig
+from bertc.export.onnx import export
 from bertc.inference import evaluate, load_predictor, predict
+from bertc.inference.onnx import OnnxPredictor, load_onnx_predictor, providers_for
 
 
 def cuda_provider_available() -> bool:
@@ -52,16 +55,23 @@ def test_feeds_are_right_padded_int64_in_session_order(onnx_artifact):
 def test_cuda_device_without_gpu_is_a_one_line_error(onnx_artifact):
     if cuda_provider_available():
         pytest.skip("a CUDA execution provider is present")
-    from bertc.artifact import read_manifest
-    from bertc.export.runtime import load_onnx_predictor
-
     with pytest.raises(BertcError, match="cuda"):
         load_onnx_predictor(onnx_artifact, read_manifest(onnx_artifact), device="cuda")
 
 
 def test_importing_bertc_does_not_import_onnxruntime():
     code = ("import sys, bertc, bertc.cli, bertc.inference; "
-            "assert 'onnxruntime' not in sys.modules and 'bertc.export.onnx' not in sys.modules")
+            "assert 'onnxruntime' not in sys.modules and 'bertc.export.onnx' not in sys.modules; "
+            "assert not [m for m in sys.modules if m.startswith('bertc.export.') and m != 'bertc.export.config']")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serving_an_onnx_artifact_never_imports_export(onnx_artifact):
+    """Inference sits below export: running what export wrote needs none of it."""
+    code = ("import sys; from bertc.inference import load_predictor; "
+            f"assert load_predictor({str(onnx_artifact)!r}).logits(['good', 'bad']).shape == (2, 2); "
+            "assert 'onnxruntime' in sys.modules; "
+            "assert not [m for m in sys.modules if m.startswith('bertc.export')], sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -69,11 +79,6 @@ def test_importing_bertc_does_not_import_onnxruntime():
 def test_fp16_export_runs_on_cuda(tmp_path, tiny_artifact, texts):
     if not cuda_provider_available():
         pytest.skip("needs onnxruntime-gpu with a CUDA GPU")
-    from bertc.artifact import read_manifest
-    from bertc.export.config import ExportConfig
-    from bertc.export.onnx import export
-    from bertc.export.runtime import load_onnx_predictor
-
     out = export(tiny_artifact, ExportConfig(fp16=True, device="cuda", verify_samples=30), tmp_path / "fp16")
     manifest = read_manifest(out)
     assert manifest["metrics"]["verification"]["device"] == "cuda"

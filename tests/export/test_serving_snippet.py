@@ -1,7 +1,8 @@
 """The README's serving snippet: plain onnxruntime + the saved tokenizer, no bertc, gives bertc's labels.
 
-The snippet is taken from README.md (the python block after the ``serve-onnx-snippet`` marker). Until the README
-has it, the copy below is run; once it has, both must be identical so the README never shows untested code.
+The snippet is taken from README.md (the python block right after the ``serve-onnx-snippet`` marker) and must be
+identical to the copy below, so the README never shows untested code; a README without the marker or the snippet
+fails.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bertc.inference import predict
 
@@ -36,21 +39,35 @@ print([labels[i] for i in logits.argmax(-1)])
 '''
 
 
-def readme_snippet() -> str | None:
-    readme = REPO / "README.md"
-    if not readme.is_file() or MARKER not in readme.read_text():
-        return None
-    after = readme.read_text().split(MARKER, 1)[1]
-    return re.search(r"```python\n(.*?)```", after, re.S).group(1)
+def snippet_in(readme: str) -> str:
+    """The python block right after the marker; fails when the marker or the block is missing."""
+    assert readme.count(MARKER) == 1, f"README.md must hold {MARKER} once, right before the serving snippet"
+    block = re.match(r"\s*```python\n(.*?)```", readme.split(MARKER, 1)[1], re.S)
+    assert block, f"README.md has no ```python block right after {MARKER}"
+    return block.group(1)
+
+
+def readme_snippet() -> str:
+    return snippet_in((REPO / "README.md").read_text())
 
 
 def test_readme_snippet_is_the_tested_one():
-    snippet = readme_snippet()
-    assert snippet is None or snippet == SNIPPET
+    assert readme_snippet() == SNIPPET
+
+
+@pytest.mark.parametrize("readme", [
+    "# bertc\n\n```python\nprint(1)\n```\n",  # no marker
+    f"# bertc\n{MARKER}\nSome text first.\n\n```python\nprint(1)\n```\n",  # the block is not right after it
+    f"# bertc\n{MARKER}\n```bash\nbertc export\n```\n",  # not python
+    f"{MARKER}\n```python\nprint(1)\n```\n{MARKER}\n",  # twice: which one is tested?
+])
+def test_a_readme_without_the_snippet_fails(readme):
+    with pytest.raises(AssertionError):
+        snippet_in(readme)
 
 
 def test_plain_onnxruntime_snippet_gives_bertc_labels(tmp_path, onnx_artifact):
-    snippet = readme_snippet() or SNIPPET
+    snippet = readme_snippet()
     (tmp_path / "sst2-onnx").symlink_to(onnx_artifact)
     check = "\nimport sys\nassert not any(m == 'bertc' or m.startswith('bertc.') for m in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", snippet + check], cwd=tmp_path, capture_output=True, text=True,

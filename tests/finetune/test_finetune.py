@@ -8,10 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bertc.data.config import DataConfig
+from bertc.data.config import AugmentConfig, DataConfig
+from bertc.data.prepare import prepare_data
+from bertc.errors import BertcError
 from bertc.finetune.config import FinetuneConfig
-from bertc.finetune.finetune import finetune
-from bertc.training.trainer import work_dir_for
+from bertc.finetune.finetune import finetune, finetune_
+from bertc.modeling import load_pretrained_classifier
+from bertc.training.workdir import CONFIG_FILE, work_dir_for
 from tests.conftest import REPO, quick_train_config
 
 ARTIFACT_FILES = {"bertc.json", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -19,9 +22,8 @@ ARTIFACT_FILES = {"bertc.json", "config.json", "model.safetensors", "tokenizer.j
 
 
 def run_finetune(tiny_bert_dir, tiny_data, out, **train_options):
-    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), model=str(tiny_bert_dir),
-                            train=quick_train_config(**train_options))
-    return finetune(config, out)
+    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), train=quick_train_config(**train_options))
+    return finetune(tiny_bert_dir, config, out)
 
 
 def test_artifact_contract(tiny_artifact):
@@ -141,12 +143,10 @@ def test_other_strategies_run_end_to_end(tmp_path, tiny_bert_dir, tiny_data, opt
 
 
 def test_augmented_training_records_what_it_added(tmp_path, tiny_bert_dir, tiny_data):
-    from bertc.data.config import AugmentConfig
-
     config = FinetuneConfig(
         data=DataConfig(train=str(tiny_data), augment=AugmentConfig(strategies=("delete", "swap"), factor=1.0)),
-        model=str(tiny_bert_dir), train=quick_train_config(max_steps=2))
-    report = json.loads((finetune(config, tmp_path / "m") / "bertc.json").read_text())["task"]["data"]
+        train=quick_train_config(max_steps=2))
+    report = json.loads((finetune(tiny_bert_dir, config, tmp_path / "m") / "bertc.json").read_text())["task"]["data"]
     assert report["augmented_examples"] > 150 and report["train_examples"] == 240 + report["augmented_examples"]
 
 
@@ -159,3 +159,33 @@ def test_gradient_accumulation_averages_instead_of_summing(tmp_path, tiny_bert_d
     single = first_loss(tmp_path / "a", batch_size=16)
     accumulated = first_loss(tmp_path / "b", batch_size=8, grad_accum=2)
     assert 0.8 < accumulated / single < 1.25  # a summed loss would be about twice as large
+
+
+def test_finetune_in_memory_trains_the_model_in_place(tmp_path, tiny_bert_dir, tiny_data):
+    data = prepare_data(DataConfig(train=str(tiny_data)))
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), [str(label) for label in data.labels])
+    head = model.classifier.weight.detach().clone()
+    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)),
+                            train=quick_train_config(max_steps=4, logging_steps=1))
+    result = finetune_(model, tokenizer, data, config, tmp_path / "work")
+    assert result.model is model and result.metrics["steps"] == 4 and result.metrics["device"] == "cpu"
+    assert not torch.equal(model.classifier.weight, head)
+    assert json.loads((tmp_path / "work" / CONFIG_FILE).read_text())["train_examples"] == len(data.train)
+    assert any("loss" in json.loads(line) for line in result.log_file.read_text().splitlines())
+    assert [p.name for p in tmp_path.iterdir()] == ["work"]  # no artifact: that is the directory stage's job
+    three, _ = load_pretrained_classifier(str(tiny_bert_dir), ["a", "b", "c"])
+    with pytest.raises(BertcError, match="the model has 3 outputs but the data has 2 labels"):
+        finetune_(three, tokenizer, data, config, tmp_path / "other")
+
+
+def test_manifest_records_where_the_model_came_from(tiny_artifact, tiny_bert_dir, tmp_path):
+    manifest = json.loads((tiny_artifact / "bertc.json").read_text())
+    assert manifest["source_model"] == str(tiny_bert_dir)
+    assert manifest["parent"] == {"path": str(tiny_bert_dir.absolute()), "stage": "source"}
+    assert "model" not in manifest["config"] and manifest["config"]["data"]["train"] is not None
+    # an artifact trained further is the parent; its lineage continues
+    config = FinetuneConfig(data=DataConfig(train=manifest["task"]["train_data"]),
+                            train=quick_train_config(max_steps=1))
+    again = json.loads((finetune(tiny_artifact, config, tmp_path / "again") / "bertc.json").read_text())
+    assert again["parent"]["path"] == str(tiny_artifact.absolute()) and again["parent"]["stage"] == "finetune"
+    assert [entry["stage"] for entry in again["lineage"]] == ["source", "finetune"]

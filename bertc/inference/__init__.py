@@ -1,82 +1,32 @@
 """Running any bertc artifact on texts: logits, predictions and evaluation.
 
-Predictors are chosen by the artifact's ``model.kind`` through a small registry, so later model kinds
-(ONNX, quantized) plug in without changing evaluate/predict.
+Predictors are chosen by the artifact's ``model.kind`` through one registry (``bertc.inference.registry``):
+PyTorch (``bertc.inference.pytorch``), ONNX Runtime (``bertc.inference.onnx``) and PyTorch dynamic int8
+(``bertc.inference.torch_quantized``) register their loaders when imported here. Importing this package imports
+neither torch nor onnxruntime; a predictor imports its runtime when it is loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bertc.artifact import load_model, load_tokenizer, read_manifest
-from bertc.data.batching import padded_batches
+from bertc.artifact import read_manifest
 from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
 from bertc.data.load import TextDataset
+from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
+from bertc.inference.onnx import OnnxPredictor, load_onnx_predictor
+from bertc.inference.pytorch import TorchPredictor, load_torch_predictor
+from bertc.inference.registry import PREDICTOR_LOADERS, load_predictor, register_predictor_loader
+from bertc.inference.torch_quantized import load_torch_dynamic_predictor
 from bertc.metrics import classification_report
 
-
-@dataclass
-class TorchPredictor:
-    model: torch.nn.Module
-    tokenizer: object
-    labels: list
-    max_length: int = 128
-    batch_size: int = 64
-    device: str = "cpu"
-
-    @torch.inference_mode()
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        self.model.eval()
-        for batch, inputs in padded_batches(self.tokenizer, encoded, self.batch_size, "pt"):
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            out[batch] = self.model(**inputs).logits.float().cpu().numpy()
-        return out
-
-
-def load_torch_predictor(path: Path, manifest: dict, device: str, batch_size: int) -> TorchPredictor:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BertcError("--device cuda was given but PyTorch sees no CUDA GPU; use --device cpu")
-    model = load_model(path, device=device)
-    return TorchPredictor(model=model, tokenizer=load_tokenizer(path), labels=manifest["task"]["labels"],
-                          max_length=manifest["task"].get("max_length", 128), batch_size=batch_size,
-                          device=device)
-
-
-def lazy_loader(module: str, name: str) -> Callable:
-    """A predictor loader imported on first use, so `import bertc` does not import onnxruntime."""
-
-    def load(path: Path, manifest: dict, device: str, batch_size: int):
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(path, manifest, device, batch_size)
-
-    return load
-
-
-PREDICTOR_LOADERS: dict[str, Callable] = {
-    "pytorch": load_torch_predictor,
-    "onnx": lazy_loader("bertc.export.runtime", "load_onnx_predictor"),
-    "pytorch-quantized": lazy_loader("bertc.export.torch_dynamic", "load_torch_dynamic_predictor"),
-}
-
-
-def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
-    path = Path(path)
-    manifest = read_manifest(path)
-    kind = manifest["model"].get("kind", "pytorch")
-    if kind not in PREDICTOR_LOADERS:
-        raise BertcError(f"{path} holds a '{kind}' model that this installation cannot run; "
-                         f"known kinds: {', '.join(PREDICTOR_LOADERS)}")
-    return PREDICTOR_LOADERS[kind](path, manifest, device, batch_size)
+__all__ = ["PREDICTOR_LOADERS", "OnnxPredictor", "TorchPredictor", "evaluate", "load_onnx_predictor",
+           "load_predictor", "load_torch_dynamic_predictor", "load_torch_predictor", "predict", "predict_texts",
+           "register_predictor_loader", "score_dataset", "softmax", "task_columns"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -114,8 +64,6 @@ def task_columns(manifest: dict, text: str | None = None, pair: str | None = Non
 def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
              max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
     """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
-    from bertc.data.prepare import read_eval_data
-
     manifest = read_manifest(path)
     columns = columns or task_columns(manifest)
     dataset, _ = read_eval_data(data, columns, split=split, max_samples=max_samples)

@@ -1,8 +1,9 @@
 """Serving ONNX artifacts with ONNX Runtime: sessions on the CPU or CUDA execution provider, and a predictor.
 
-The predictor has the interface of bertc.inference's predictors (``.labels``, ``.logits(texts, pairs)``), so
+The predictor has the interface of the other predictors (``.labels``, ``.logits(texts, pairs)``), so
 ``bertc evaluate``/``predict``/``bench`` run ONNX artifacts like PyTorch ones. Inputs are right-padded: the
 fused Attention of ORT reads the mask as "first N tokens are real", which right padding guarantees.
+onnxruntime is imported where it is used: it is heavy, and `import bertc.inference` must stay fast.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bertc.artifact import load_tokenizer
 from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
+from bertc.inference.registry import register_predictor_loader
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -35,8 +38,11 @@ def providers_for(device: str, available: list[str] | None = None) -> list[str]:
     raise BertcError(f"--device {device!r} is not one of cpu, cuda")
 
 
-def create_session(model_file: Path | str, device: str = "cpu", threads: int | None = None, spinning: bool = True):
+def create_session(model_file: Path | str | bytes, device: str = "cpu", threads: int | None = None,
+                   spinning: bool = True):
     """An InferenceSession with all graph optimizations; ``threads`` intra-op threads (default: ORT's).
+
+    ``model_file`` is a file or a serialized ModelProto (a graph built in memory).
 
     ``spinning=False`` stops idle worker threads from busy-waiting after each run: slightly slower alone, but
     fair when other runtimes (or other sessions) share the cores, as in an interleaved benchmark."""
@@ -52,9 +58,11 @@ def create_session(model_file: Path | str, device: str = "cpu", threads: int | N
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(model_file), options, providers=providers)
+        source = model_file if isinstance(model_file, bytes) else str(model_file)
+        session = onnxruntime.InferenceSession(source, options, providers=providers)
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise BertcError(f"ONNX Runtime could not load {model_file}: {str(err).splitlines()[0]}; re-create "
+        what = "the graph built in memory" if isinstance(model_file, bytes) else model_file
+        raise BertcError(f"ONNX Runtime could not load {what}: {str(err).splitlines()[0]}; re-create "
                          "the artifact with `bertc export`") from err
     if device == "cuda" and session.get_providers()[0] != CUDA_PROVIDER:
         raise BertcError("the CUDA execution provider failed to start (CUDA or cuDNN libraries missing?); "
@@ -89,11 +97,10 @@ class OnnxPredictor:
         return out
 
 
+@register_predictor_loader("onnx")
 def load_onnx_predictor(path: Path, manifest: dict, device: str = "cpu", batch_size: int = 64,
                         threads: int | None = None) -> OnnxPredictor:
     """The predictor of an ONNX artifact (``manifest["model"]["kind"] == "onnx"``)."""
-    from bertc.artifact import load_tokenizer
-
     path = Path(path)
     model_file = path / manifest["model"].get("file", "model.onnx")
     if not model_file.is_file():

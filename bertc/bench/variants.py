@@ -1,0 +1,95 @@
+"""What is benched: one record per artifact, read from its manifest (kind, variant, lineage, size, parameters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bertc.artifact import is_artifact, read_manifest
+from bertc.errors import BertcError
+
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin")
+KINDS = ("pytorch", "pytorch-quantized", "onnx")
+
+
+def describe_variants(artifacts, baseline: str | None) -> list[dict]:
+    """One record per artifact (baseline first), read from its manifest; fails on anything not bertc's."""
+    paths = [Path(a).absolute() for a in artifacts]
+    if baseline is not None:
+        base = Path(baseline).absolute()
+        paths = [base] + [p for p in paths if p.resolve() != base.resolve()]
+    if not paths:
+        raise BertcError("no artifacts to bench; pass one or more artifact directories")
+    seen, variants = set(), []
+    for path in paths:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        variants.append(describe_variant(path))
+    names = [v["name"] for v in variants]
+    for v in variants:
+        if names.count(v["name"]) > 1:
+            v["name"] = f"{Path(v['path']).parent.name}/{v['name']}"
+    return variants
+
+
+def describe_variant(path: Path, standard_recipe: bool = False) -> dict:
+    manifest = read_manifest(path)
+    model = manifest.get("model", {})
+    kind = model.get("kind", "pytorch")
+    return {
+        "name": path.name, "path": str(path), "kind": kind,
+        "backend": "onnxruntime" if kind == "onnx" else "pytorch-eager",
+        "stage": manifest.get("stage"), "variant": model.get("variant"), "quantization": model.get("quantization"),
+        "standard_recipe": standard_recipe,
+        "labels": [str(label) for label in manifest.get("task", {}).get("labels", [])],
+        "lineage": lineage(path, manifest),
+        "size_bytes": model_size(path), "num_parameters": num_parameters(path, model),
+        "_manifest": manifest,
+    }
+
+
+def lineage(path: Path, manifest: dict) -> list[dict]:
+    """The steps that made the artifact, oldest first, ending with the artifact itself."""
+    steps = []
+    for record in [*manifest.get("lineage", []), {"path": str(path), "stage": manifest.get("stage")}]:
+        step = {"stage": record.get("stage"), "path": record.get("path")}
+        source = Path(record.get("path") or "")
+        if is_artifact(source):
+            step["summary"] = step_summary(manifest if source == path else read_manifest(source))
+        steps.append(step)
+    return steps
+
+
+def step_summary(manifest: dict) -> str:
+    model, parts = manifest.get("model", {}), []
+    kind = model.get("kind", "pytorch")
+    parts.append(" ".join(str(x) for x in (kind, model.get("variant"), model.get("quantization")) if x))
+    if model.get("heads_per_layer"):
+        heads, ffn = model["heads_per_layer"], model.get("ffn_per_layer") or []
+        parts.append(f"{len(heads)} layers, {sum(heads)} heads, FFN {sum(ffn)}")
+    if model.get("num_parameters"):
+        parts.append(f"{model['num_parameters'] / 1e6:.2f}M parameters")
+    accuracy = manifest.get("metrics", {}).get("eval", {}).get("accuracy")
+    if accuracy is not None:
+        parts.append(f"eval accuracy {100 * accuracy:.2f}%")
+    return "; ".join(parts)
+
+
+def model_size(path: Path) -> int:
+    """Bytes of the weight files (safetensors, ONNX graph and external data), not the tokenizer."""
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES))
+
+
+def num_parameters(path: Path, model: dict) -> int | None:
+    """From the manifest; for ONNX without one, the element count of the graph's weight initializers."""
+    if model.get("num_parameters"):
+        return int(model["num_parameters"])
+    graph = Path(path) / "model.onnx"
+    if not graph.is_file():
+        return None
+    import onnx
+
+    proto = onnx.load(str(graph), load_external_data=False)
+    return int(sum(int(np.prod(t.dims)) for t in proto.graph.initializer if len(t.dims) >= 1))

@@ -1,0 +1,93 @@
+"""What the commands print: training and compression summaries, evaluation reports, predictions, bench tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from bertc.artifact import check_writable, is_artifact, read_manifest
+from bertc.bench.report import console_tables
+from bertc.console import console, key_value_table, print_classification, print_confusion
+from bertc.data.config import Columns
+from bertc.data.load import read_texts
+from bertc.errors import BertcError
+from bertc.formatting import pct
+from bertc.inference import evaluate, predict, task_columns
+from bertc.jsonio import write_json
+
+
+def show_training(path: Path) -> None:
+    if not is_artifact(path):  # non-zero ranks of a distributed run
+        return
+    manifest = read_manifest(path)
+    metrics = manifest["metrics"]
+    if "training" in metrics:
+        console.print(key_value_table(metrics["training"], "training"))
+    if "eval" in metrics:
+        print_classification(metrics["eval"], f"evaluation on {manifest['task']['data'].get('eval_source')}")
+    console.print(f"wrote {path}", soft_wrap=True)
+
+
+def show_compression(path: Path) -> None:
+    if not is_artifact(path):  # non-zero ranks of a distributed run
+        return
+    manifest = read_manifest(path)
+    compression, metrics = manifest.get("compression", {}), manifest["metrics"]
+    before, after, ratios = compression.get("before"), compression.get("after"), compression.get("ratios")
+    if before and after:
+        rows = {key: f"{before[key]:,} -> {after[key]:,} (x{ratios[key]:.3f})"
+                for key in ("num_parameters", "encoder_parameters", "flops")}
+        rows["heads per layer"] = f"{before['heads_per_layer']} -> {after['heads_per_layer']}"
+        rows["FFN per layer"] = f"{before['ffn_per_layer']} -> {after['ffn_per_layer']}"
+        console.print(key_value_table(rows, f"size (FLOPs at {after['flops_seq_len']} tokens)"))
+    for step in metrics.get("steps", []):
+        recovered = (step.get("recovery") or {}).get("best_eval_accuracy")
+        console.print(f"pruning step {step['step']}: eval accuracy {pct(step.get('eval_accuracy_after_pruning'))}% "
+                      f"after pruning" + (f", {pct(recovered)}% after recovery" if recovered is not None else ""))
+    if "training" in metrics:
+        console.print(key_value_table(metrics["training"], "training"))
+    if "eval" in metrics:
+        print_classification(metrics["eval"], f"evaluation on {metrics['eval'].get('data')}")
+    console.print(f"wrote {path}", soft_wrap=True)
+
+
+def evaluate_and_show(artifact: Path, data: str, text_column: str | None, text_pair_column: str | None,
+                      label_column: str | None, split: str, max_samples: int | None, device: str, batch_size: int,
+                      json_out: Path | None) -> None:
+    if split not in ("train", "validation", "test"):
+        raise BertcError(f"--split {split!r} is not one of train, validation, test")
+    if json_out:
+        check_writable(json_out, "--json")
+    columns = task_columns(read_manifest(artifact), text_column, text_pair_column, label_column)
+    report = evaluate(artifact, data, columns=Columns(columns.text, columns.pair, columns.label), split=split,
+                      max_samples=max_samples, device=device, batch_size=batch_size)
+    print_classification(report, f"{artifact} on {report['data']}")
+    print_confusion(report)
+    if json_out:
+        write_json(json_out, report)
+        console.print(f"wrote {json_out}", soft_wrap=True)
+
+
+def predict_and_show(artifact: Path, texts: list[str] | None, data: str | None, text_column: str | None,
+                     text_pair_column: str | None, device: str, batch_size: int, json_out: Path | None) -> None:
+    if json_out:
+        check_writable(json_out, "--json")
+    pairs = None
+    if data is not None:
+        texts, pairs = read_texts(data, text_column, text_pair_column)
+    results = predict(artifact, list(texts or []), pairs, device=device, batch_size=batch_size)
+    if json_out:
+        write_json(json_out, results)
+    table = Table("label", "probability", "text")
+    for row in results[:50]:
+        table.add_row(str(row["label"]), f"{row['probabilities'][str(row['label'])]:.3f}", row["text"][:100])
+    console.print(table)
+    if len(results) > 50:
+        console.print(f"... {len(results) - 50} more" + (f" in {json_out}" if json_out else " (use --json)"))
+
+
+def show_bench(results: dict, out: Path) -> None:
+    for table in console_tables(results):
+        console.print(table)
+    console.print(f"wrote {out}")

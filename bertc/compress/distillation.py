@@ -1,0 +1,183 @@
+"""Distillation in memory: the loss, the hooks that read a model's internals, and the Trainer that applies them.
+
+The loss is soft-label KL with a temperature plus hard-label cross-entropy; TinyBERT-style intermediate losses
+compare hidden states and attention maps of mapped layers. Both work when the student has fewer layers, fewer
+heads or a smaller FFN than the teacher: hidden states are compared per token (the hidden size must match) and
+attention maps after averaging over heads, so head counts need not agree. Training is bertc's one loop,
+:func:`bertc.training.trainer.train_model`, with a Trainer subclass that swaps the loss. `bertc distill`
+(``bertc.compress.distill``) and recovery after pruning (``bertc.compress.prune``) both train through
+:func:`distill_`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from bertc.compress.config import DistillLoss
+from bertc.data.prepare import PreparedData
+from bertc.modeling import PrunedAttention, encoder_layers, head_size
+from bertc.training.config import TrainConfig
+from bertc.training.trainer import BertcTrainer, TrainResult, train_model
+
+
+def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, train_config: TrainConfig,
+             loss: DistillLoss, *, layer_map: list[int], work_dir: Path, resume: bool = False,
+             description: str = "distilling") -> TrainResult:
+    """Train ``student`` in place on ``data`` to match ``teacher`` (student layer i to teacher layer
+    ``layer_map[i]`` for the intermediate losses); checkpoints go to ``work_dir`` so a killed run can resume."""
+    return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
+                       trainer_class=DistillTrainer, description=description,
+                       trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map)})
+
+
+class DistillTrainer(BertcTrainer):
+    """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy."""
+
+    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval()  # runs under no_grad; its parameters are left as given
+        self.loss_config = loss_config
+        self.pairs = list(enumerate(layer_map))  # (student layer, teacher layer)
+        hidden, attention = loss_config.hidden_weight > 0, loss_config.attention_weight > 0
+        self.student_taps = LayerTaps(self.model, hidden, attention) if loss_config.intermediate else None
+        self.teacher_taps = LayerTaps(self.teacher, hidden, attention) if loss_config.intermediate else None
+        self.loss_sums: dict[str, float] = defaultdict(float)
+        self.loss_batches = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        outputs = model(**features)
+        with torch.no_grad():
+            teacher_logits = self.teacher(**features).logits
+        loss, parts = distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.loss_config,
+                                        attention_mask=features.get("attention_mask"), pairs=self.pairs,
+                                        student_taps=self.student_taps, teacher_taps=self.teacher_taps)
+        for name, value in parts.items():
+            self.loss_sums[name] += value.item()
+        self.loss_batches += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # the returned model must not keep hooks holding the last batch's activations
+            for taps in (self.student_taps, self.teacher_taps):
+                if taps is not None:
+                    taps.remove()
+
+    def log(self, logs, *args, **kwargs):
+        if self.loss_batches and "loss" in logs:  # the loss parts, averaged since the last log record
+            for name, total in self.loss_sums.items():
+                logs[f"distill_{name}"] = round(total / self.loss_batches, 5)
+            self.loss_sums.clear()
+            self.loss_batches = 0
+        super().log(logs, *args, **kwargs)
+
+
+class LayerTaps:
+    """Forward hooks keeping each encoder layer's output and its attention queries and keys for the last batch."""
+
+    def __init__(self, model, hidden: bool, attention: bool):
+        self.head_dim = head_size(model)
+        layers = encoder_layers(model)
+        self.hidden: list[torch.Tensor | None] = [None] * len(layers)
+        self.query: list[torch.Tensor | None] = [None] * len(layers)
+        self.key: list[torch.Tensor | None] = [None] * len(layers)
+        self.handles = []
+        for i, layer in enumerate(layers):
+            if hidden:
+                self.handles.append(layer.register_forward_hook(self.keep(self.hidden, i)))
+            if attention and not isinstance(layer.attention, PrunedAttention):
+                self.handles.append(layer.attention.self.query.register_forward_hook(self.keep(self.query, i)))
+                self.handles.append(layer.attention.self.key.register_forward_hook(self.keep(self.key, i)))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.hidden = self.query = self.key = []
+
+    def full_mask(self) -> torch.Tensor:
+        """An all-true (batch, seq) mask, for inputs that came without an attention mask."""
+        tensor = next(t for t in [*self.hidden, *self.query] if t is not None)
+        return torch.ones(tensor.shape[:2], dtype=torch.bool, device=tensor.device)
+
+    @staticmethod
+    def keep(store: list, index: int):
+        def hook(module, args, output):
+            store[index] = output[0] if isinstance(output, tuple) else output
+        return hook
+
+    def attention_log_probs(self, index: int, mask: torch.Tensor) -> torch.Tensor | None:
+        """log of the head-averaged attention distribution of one layer: (batch, query, key); None without heads."""
+        query, key = self.query[index], self.key[index]
+        if query is None or key is None:
+            return None
+        return head_averaged_attention(query, key, self.head_dim, mask)
+
+
+def head_averaged_attention(query: torch.Tensor, key: torch.Tensor, head_dim: int, mask: torch.Tensor) -> torch.Tensor:
+    """log(mean over heads of softmax(q k^T / sqrt(d))) from projected queries/keys (batch, seq, heads*head_dim).
+
+    Averaging over heads makes maps of layers with different head counts comparable.
+    """
+    batch, seq, width = query.shape
+    heads = width // head_dim
+    q = query.float().view(batch, seq, heads, head_dim).transpose(1, 2)  # (batch, heads, seq, head_dim)
+    k = key.float().view(batch, seq, heads, head_dim).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) * head_dim**-0.5  # (batch, heads, query, key)
+    scores = scores.masked_fill(~mask[:, None, None, :], torch.finfo(scores.dtype).min)
+    return torch.logsumexp(scores.log_softmax(dim=-1), dim=1) - math.log(heads)
+
+
+def distillation_loss(student_logits, teacher_logits, labels, config: DistillLoss, *, attention_mask=None,
+                      pairs=(), student_taps: LayerTaps | None = None, teacher_taps: LayerTaps | None = None):
+    """The weighted distillation loss and its parts (soft, hard, hidden, attention), each a batch mean."""
+    student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
+    t = config.temperature
+    parts = {}
+    if config.soft_weight:
+        parts["soft"] = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
+                                 log_target=True, reduction="batchmean") * t * t
+    if config.hard_weight:
+        parts["hard"] = F.cross_entropy(student_logits, labels)
+    if config.intermediate:
+        mask = attention_mask.bool() if attention_mask is not None else student_taps.full_mask()
+        if config.hidden_weight:
+            losses = [hidden_state_loss(student_taps.hidden[s], teacher_taps.hidden[t_], mask) for s, t_ in pairs]
+            parts["hidden"] = torch.stack(losses).mean()
+        if config.attention_weight:
+            losses = []
+            for s, t_ in pairs:
+                student_map = student_taps.attention_log_probs(s, mask)
+                teacher_map = teacher_taps.attention_log_probs(t_, mask)
+                if student_map is not None and teacher_map is not None:
+                    losses.append(attention_map_loss(student_map, teacher_map, mask))
+            if losses:
+                parts["attention"] = torch.stack(losses).mean()
+    weights = {"soft": config.soft_weight, "hard": config.hard_weight, "hidden": config.hidden_weight,
+               "attention": config.attention_weight}
+    total = sum(weights[name] * value for name, value in parts.items())
+    return total, {name: value.detach() for name, value in parts.items()}
+
+
+def hidden_state_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Squared error relative to the teacher's norm, per real token: scale-free, 0 when equal, 1 for zeros."""
+    error = (student.float() - teacher.float()).pow(2).sum(-1) / teacher.float().pow(2).sum(-1).clamp_min(1e-6)
+    return error[mask].mean()
+
+
+def attention_map_loss(student_log_probs: torch.Tensor, teacher_log_probs: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of head-averaged attention rows, averaged over real query tokens."""
+    teacher_probs = teacher_log_probs.exp()
+    kl = torch.where(mask[:, None, :], teacher_probs * (teacher_log_probs - student_log_probs), 0.0).sum(-1)
+    return kl[mask].mean()
+

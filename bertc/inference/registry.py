@@ -1,0 +1,37 @@
+"""Which predictor runs which artifact: one loader per ``model.kind`` of the manifest.
+
+Each predictor module registers its loader with ``@register_predictor_loader(kind)``; ``load_predictor`` reads
+the manifest and calls the loader of its kind. Every loader takes ``(path, manifest, device, batch_size)`` and
+returns a predictor: ``.labels`` and ``.logits(texts, pairs)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bertc.artifact import read_manifest
+from bertc.errors import BertcError
+
+PREDICTOR_LOADERS: dict[str, Callable] = {}
+
+
+def register_predictor_loader(kind: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``loader`` runs artifacts whose manifest says ``model.kind == kind``."""
+
+    def register(loader: Callable) -> Callable:
+        PREDICTOR_LOADERS[kind] = loader
+        return loader
+
+    return register
+
+
+def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
+    """The predictor of the artifact at ``path``, chosen by its model kind."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    kind = manifest["model"].get("kind", "pytorch")
+    if kind not in PREDICTOR_LOADERS:
+        raise BertcError(f"{path} holds a '{kind}' model that this installation cannot run; "
+                         f"known kinds: {', '.join(sorted(PREDICTOR_LOADERS))}")
+    return PREDICTOR_LOADERS[kind](path, manifest, device, batch_size)

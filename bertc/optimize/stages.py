@@ -1,0 +1,86 @@
+"""The stages `bertc optimize` builds, with the options each one gets, and how the variants are measured.
+
+Every stage is a :class:`~bertc.optimize.recipe.RecipeStage` (what the recipe records and `bertc run` replays);
+its input names the stage it starts from, or the artifact given with ``--from``. Every stage evaluates on the
+selection slice, so its manifest holds the accuracy the search compares.
+"""
+
+from __future__ import annotations
+
+from bertc.bench.config import BenchConfig
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
+from bertc.data.config import DataConfig
+from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
+from bertc.finetune.config import FinetuneConfig
+from bertc.optimize.config import DISTILL_LR, FINETUNE_LR, RECOVER_LR, OptimizeConfig, SelectConfig
+from bertc.optimize.plan import DataPlan
+from bertc.optimize.recipe import RecipeStage
+from bertc.optimize.search import Candidate, Step
+from bertc.training.config import TrainConfig
+
+LAYERS_LOSS = {"hidden_weight": 1.0, "attention_weight": 1.0}  # TinyBERT-style losses for layer reduction
+
+
+def train_config(config: OptimizeConfig, lr: float, epochs: float = 1.0) -> TrainConfig:
+    return TrainConfig(lr=lr, epochs=epochs, batch_size=config.batch_size, max_length=config.max_length,
+                       seed=config.seed, device="auto", save_steps=200, logging_steps=20)
+
+
+def column_options(plan: DataPlan) -> dict:
+    columns = plan.columns
+    return {"text_column": columns.text, "text_pair_column": columns.pair, "label_column": columns.label}
+
+
+def task_data(config: OptimizeConfig, plan: DataPlan, samples: int | None) -> DataConfig:
+    """The first ``samples`` training rows; the selection slice to evaluate on."""
+    return DataConfig(train=plan.train, eval=plan.selection, **column_options(plan), max_train_samples=samples,
+                      max_eval_samples=plan.selection_rows, seed=config.seed)
+
+
+def finetune_stage(config: OptimizeConfig, plan: DataPlan) -> RecipeStage:
+    """Fine-tune ``config.model`` (None: the embedded MiniLM): the baseline every candidate is compared with."""
+    finetune = FinetuneConfig(data=task_data(config, plan, config.setting("finetune_samples")),
+                              train=train_config(config, config.lr or FINETUNE_LR, config.setting("finetune_epochs")))
+    return RecipeStage("finetune", "finetune", finetune, config.model)
+
+
+def compression_stage(config: OptimizeConfig, plan: DataPlan, node: str, step: Step, parent: str) -> RecipeStage:
+    """One compression step from the stage (or artifact) ``parent``: fewer layers by distillation, or fewer heads
+    or a smaller FFN by pruning with distillation from the parent."""
+    setting = config.setting
+    if step.kind == "layers":
+        distill = DistillConfig(student_layers=step.value, data=task_data(config, plan, setting("distill_samples")),
+                                train=train_config(config, DISTILL_LR), loss=DistillLoss(**LAYERS_LOSS))
+        return RecipeStage(node, "distill", distill, parent)
+    targets = {"heads": step.value} if step.kind == "heads" else {"ffn": step.value / 100}
+    prune = PruneConfig(**targets, data=task_data(config, plan, setting("recover_samples")), distill=True,
+                        recover=train_config(config, RECOVER_LR), importance_samples=setting("importance_samples"))
+    return RecipeStage(node, "prune", prune, parent)
+
+
+def deploy_stages(config: OptimizeConfig, plan: DataPlan, candidate: Candidate, parent: str,
+                  remaining_points: float | None = None) -> tuple[RecipeStage, RecipeStage | None]:
+    """The fused ONNX export of ``parent`` (the candidate's node) and, unless fp32, its quantization, which keeps
+    its most sensitive layers in float to lose at most ``remaining_points`` (None: plain)."""
+    export = RecipeStage(f"{candidate.node}-onnx", "export", ExportConfig(
+        data=plan.selection, split="validation", verify_samples=plan.selection_rows, device=config.target), parent)
+    if candidate.precision == "fp32":
+        return export, None
+    method = {"int8-dynamic": DynamicQuantConfig(), "fp16": Fp16Config(),
+              "int8-static": StaticQuantConfig(calibration_data=plan.train, seed=config.seed)}
+    quantize = RecipeStage(candidate.name, "quantize", QuantizeConfig(
+        method=method[candidate.precision], eval_data=plan.selection, split="validation",
+        eval_samples=plan.selection_rows, device=config.target,
+        max_accuracy_drop=None if remaining_points is None else round(max(0.0, remaining_points), 4)), export.name)
+    return export, quantize
+
+
+def measurement_configs(config: OptimizeConfig, plan: DataPlan) -> tuple[BenchConfig, SelectConfig]:
+    """How the variants are benched (on the selection slice) and chosen."""
+    bench = BenchConfig(data=plan.selection, split="validation", max_samples=plan.selection_rows,
+                        **column_options(plan), device=config.target, batch_sizes=config.setting("batch_sizes"),
+                        seq_lens=("real",), warmup=10, runs=config.setting("bench_runs"), rounds=10,
+                        memory=config.setting("memory"))
+    select = SelectConfig(max_accuracy_drop=config.max_accuracy_drop, latency_budget_ms=config.latency_budget_ms,
+                          test=plan.test, test_samples=config.test_samples)
+    return bench, select
