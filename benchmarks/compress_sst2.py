@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bertc.artifact import is_artifact, load_model, load_tokenizer, read_manifest  # noqa: E402
+from bertc.artifact import is_artifact, load_tokenizer, read_manifest  # noqa: E402
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig  # noqa: E402
 from bertc.compress.distill import distill  # noqa: E402
 from bertc.compress.prune import prune  # noqa: E402
@@ -54,7 +54,9 @@ from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment  # noqa: E402
 from bertc.finetune.config import FinetuneConfig  # noqa: E402
 from bertc.finetune.finetune import finetune  # noqa: E402
-from bertc.inference import TorchPredictor, score_dataset  # noqa: E402
+from bertc.inference.evaluation import score_dataset  # noqa: E402
+from bertc.inference.pytorch import TorchPredictor  # noqa: E402
+from bertc.torch_artifact import load_model  # noqa: E402
 from bertc.training.config import TrainConfig  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"

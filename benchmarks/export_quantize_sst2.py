@@ -43,8 +43,8 @@ from bertc.environment import environment, usable_cores  # noqa: E402
 from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig  # noqa: E402
 from bertc.export.onnx import export  # noqa: E402
 from bertc.export.quantize import quantize  # noqa: E402
-from bertc.inference import load_predictor  # noqa: E402
 from bertc.inference.onnx import create_session  # noqa: E402
+from bertc.inference.registry import load_predictor  # noqa: E402
 from bertc.jsonio import write_json  # noqa: E402
 from bertc.metrics import classification_report  # noqa: E402
 

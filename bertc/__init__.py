@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 PUBLIC = {
     "evaluate": "bertc.inference", "predict": "bertc.inference",
     "finetune": "bertc.finetune.finetune",
-    "load_artifact": "bertc.artifact", "load_model": "bertc.artifact", "load_tokenizer": "bertc.artifact",
-    "read_manifest": "bertc.artifact", "save_artifact": "bertc.artifact",
+    "load_artifact": "bertc.torch_artifact", "load_model": "bertc.torch_artifact", "load_tokenizer": "bertc.artifact",
+    "read_manifest": "bertc.artifact", "save_artifact": "bertc.torch_artifact",
 }
 __all__ = ["BertcError", "__version__", *PUBLIC]
 

@@ -16,26 +16,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bertc.environment import environment
 from bertc.errors import BertcError
 from bertc.jsonio import to_jsonable
-from bertc.modeling import describe_model, load_classifier
 
 MANIFEST = "bertc.json"
 FORMAT_VERSION = 1
 TRAINING_LOG = "train_log.jsonl"
-
-
-@dataclass
-class Artifact:
-    path: Path
-    model: Any
-    tokenizer: Any
-    manifest: dict
 
 
 def check_output(out: Path | str, overwrite: bool, inputs: tuple = ()) -> Path:
@@ -161,32 +151,6 @@ def write_manifest(directory: Path, *, stage: str, config: Any, parent: Path | s
     return manifest
 
 
-def save_artifact(out: Path | str, model, tokenizer, *, stage: str, config: Any, task: dict,
-                  parent: Path | str | None = None, metrics: dict | None = None, extra: dict | None = None,
-                  extra_files: dict[str, Path] | None = None, overwrite: bool = False) -> Path:
-    """Write a PyTorch model artifact: safetensors weights, config, tokenizer and manifest."""
-    out = Path(out)
-    with staging_dir(out, overwrite) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, source in (extra_files or {}).items():
-            shutil.copy2(source, tmp / name)
-        write_manifest(tmp, stage=stage, config=config, parent=parent, model=describe_model(model),
-                       task=task, metrics=metrics, extra=extra)
-    return out
-
-
-def load_model(path: Path | str, *, device: str = "cpu", attn_implementation: str | None = None,
-               trust_remote_code: bool = False):
-    """The one loader: a bertc (or plain transformers) classification model directory, safetensors only.
-
-    Pruned models (per-layer head counts and FFN sizes recorded in config.json) are rebuilt with their
-    smaller matrices before the weights are loaded, so they come back exactly as they were saved.
-    """
-    return load_classifier(Path(path), device=device, attn_implementation=attn_implementation,
-                           trust_remote_code=trust_remote_code)
-
-
 def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -197,11 +161,3 @@ def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
                          "the directory needs tokenizer files such as tokenizer.json") from err
 
 
-def load_artifact(path: Path | str, *, device: str = "cpu", attn_implementation: str | None = None) -> Artifact:
-    path = Path(path)
-    manifest = read_manifest(path)
-    if manifest["model"].get("kind", "pytorch") != "pytorch":
-        raise BertcError(f"{path} holds a {manifest['model']['kind']} model, not a PyTorch one; "
-                         "pass the PyTorch artifact it was exported from")
-    model = load_model(path, device=device, attn_implementation=attn_implementation)
-    return Artifact(path=path, model=model, tokenizer=load_tokenizer(path), manifest=manifest)

@@ -13,7 +13,7 @@ from bertc.data.config import Columns
 from bertc.data.load import read_texts
 from bertc.errors import BertcError
 from bertc.formatting import pct
-from bertc.inference import evaluate, predict, task_columns
+from bertc.inference.evaluation import evaluate, predict, task_columns
 from bertc.jsonio import write_json
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import bertc
-from bertc.artifact import save_artifact
 from bertc.errors import BertcError
 from bertc.modeling import (
     PrunedAttention,
@@ -20,6 +19,7 @@ from bertc.modeling import (
     record_layer_shapes_,
     resolve_model_source,
 )
+from bertc.torch_artifact import save_artifact
 
 
 def logits(model, tokenizer, texts=("the movie was good", "a dull plot")):

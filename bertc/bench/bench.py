@@ -40,8 +40,9 @@ from bertc.data.config import Columns
 from bertc.data.prepare import read_eval_data
 from bertc.environment import environment
 from bertc.errors import BertcError
-from bertc.inference import load_predictor, score_dataset
+from bertc.inference.evaluation import score_dataset
 from bertc.inference.onnx import OnnxPredictor
+from bertc.inference.registry import load_predictor
 from bertc.jsonio import to_jsonable, write_json
 
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from bertc.errors import BertcError
-from bertc.inference import load_predictor
 from bertc.inference.onnx import create_session, providers_for
+from bertc.inference.registry import load_predictor
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MAX_POOL = 512  # distinct batches cycled through per setting

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertc.artifact import Artifact, check_output, load_artifact, parent_record, save_artifact
+from bertc.artifact import check_output, parent_record
 from bertc.compress.config import DistillConfig
 from bertc.compress.distillation import distill_
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.data.prepare import check_model_labels, prepare_data, task_record
 from bertc.errors import BertcError
-from bertc.inference import TorchPredictor, score_dataset
+from bertc.inference.evaluation import score_dataset
+from bertc.inference.pytorch import TorchPredictor
 from bertc.modeling import encoder_layers, every_other_layer, make_student
+from bertc.torch_artifact import Artifact, load_artifact, save_artifact
 from bertc.training.trainer import check_device
 from bertc.training.workdir import is_main_process, remove_work_dir, work_dir_for
 

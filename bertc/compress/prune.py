@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertc.artifact import check_output, load_artifact, load_model, save_artifact, staging_dir
+from bertc.artifact import check_output, staging_dir
 from bertc.compress.config import PruneConfig
 from bertc.compress.distillation import distill_
 from bertc.compress.flops import compare_sizes, size_report
@@ -21,7 +21,8 @@ from bertc.compress.importance import ImportanceScores, compute_importance
 from bertc.compress.selection import choose_heads, choose_layers, choose_neurons, layer_drops_needed
 from bertc.data.prepare import PreparedData, check_model_labels, prepare_data
 from bertc.errors import BertcError
-from bertc.inference import TorchPredictor, score_dataset
+from bertc.inference.evaluation import score_dataset
+from bertc.inference.pytorch import TorchPredictor
 from bertc.jsonio import to_jsonable
 from bertc.modeling import (
     encoder_layers,
@@ -32,6 +33,7 @@ from bertc.modeling import (
     layer_shapes,
     record_layer_shapes_,
 )
+from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from bertc.training.trainer import TrainResult, check_device, resolve_device, train_model
 from bertc.training.workdir import CONFIG_FILE, check_resume_record, remove_work_dir, work_dir_for
 

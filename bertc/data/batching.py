@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from bertc.data.labels import check_known_labels
-from bertc.data.load import TextDataset
+
+if TYPE_CHECKING:  # reading data needs pandas; batching and ONNX serving do not
+    from bertc.data.load import TextDataset
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -27,23 +27,16 @@ from pathlib import Path
 
 import torch
 
-from bertc.artifact import (
-    check_output,
-    is_artifact,
-    load_model,
-    load_tokenizer,
-    read_manifest,
-    staging_dir,
-    write_manifest,
-)
+from bertc.artifact import check_output, is_artifact, load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig, Optimize
 from bertc.export.reuse import is_up_to_date
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
-from bertc.inference import TorchPredictor
 from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.pytorch import TorchPredictor
 from bertc.modeling import PrunedAttention, describe_model, encoder_layers
+from bertc.torch_artifact import load_model
 
 log = logging.getLogger("bertc.export")
 

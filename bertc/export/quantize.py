@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from bertc.artifact import check_output, load_model, load_tokenizer, read_manifest, staging_dir, write_manifest
+from bertc.artifact import check_output, load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
 from bertc.export.onnx import export_
@@ -30,6 +30,7 @@ from bertc.export.quantizers import Source
 from bertc.export.registry import handler_for
 from bertc.export.reuse import is_up_to_date
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
+from bertc.torch_artifact import load_model
 
 
 def quantize_(model, method: MethodConfig, *, tokenizer=None, task: dict | None = None,

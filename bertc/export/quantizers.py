@@ -32,8 +32,8 @@ from bertc.export.config import DynamicQuantConfig, Fp16Config, QuantizeConfig, 
 from bertc.export.onnx import to_fp16
 from bertc.export.registry import register_quantize_handler
 from bertc.export.torch_dynamic import linear_groups, recipe
-from bertc.inference import TorchPredictor
 from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.pytorch import TorchPredictor
 from bertc.inference.torch_quantized import KIND, quantize_linear_dynamic
 from bertc.modeling import describe_model, encoder_layers
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertc.artifact import check_output, is_artifact, load_artifact, save_artifact
+from bertc.artifact import check_output, is_artifact
 from bertc.console import console
 from bertc.data.prepare import PreparedData, prepare_data, task_record
 from bertc.errors import BertcError
 from bertc.finetune.config import FinetuneConfig
-from bertc.inference import TorchPredictor, score_dataset
+from bertc.inference.evaluation import score_dataset
+from bertc.inference.pytorch import TorchPredictor
 from bertc.modeling import load_pretrained_classifier
+from bertc.torch_artifact import load_artifact, save_artifact
 from bertc.training.trainer import TrainResult, check_device, train_model
 from bertc.training.workdir import is_main_process, remove_work_dir, work_dir_for
 

@@ -16,7 +16,6 @@ import numpy as np
 from bertc.artifact import load_tokenizer
 from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
-from bertc.inference.registry import register_predictor_loader
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -97,7 +96,6 @@ class OnnxPredictor:
         return out
 
 
-@register_predictor_loader("onnx")
 def load_onnx_predictor(path: Path, manifest: dict, device: str = "cpu", batch_size: int = 64,
                         threads: int | None = None) -> OnnxPredictor:
     """The predictor of an ONNX artifact (``manifest["model"]["kind"] == "onnx"``)."""

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bertc.artifact import load_model, load_tokenizer
+from bertc.artifact import load_tokenizer
 from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
-from bertc.inference.registry import register_predictor_loader
 
 if TYPE_CHECKING:
     import torch
@@ -42,12 +41,13 @@ class TorchPredictor:
         return out
 
 
-@register_predictor_loader("pytorch")
 def load_torch_predictor(path: Path, manifest: dict, device: str = "cpu", batch_size: int = 64) -> TorchPredictor:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise BertcError("--device cuda was given but PyTorch sees no CUDA GPU; use --device cpu")
+    from bertc.torch_artifact import load_model  # the PyTorch runtime: ONNX serving never imports it
+
     model = load_model(path, device=device)
     return TorchPredictor(model=model, tokenizer=load_tokenizer(path), labels=manifest["task"]["labels"],
                           max_length=manifest["task"].get("max_length", 128), batch_size=batch_size,

@@ -1,8 +1,8 @@
 """Which predictor runs which artifact: one loader per ``model.kind`` of the manifest.
 
-Each predictor module registers its loader with ``@register_predictor_loader(kind)``; ``load_predictor`` reads
-the manifest and calls the loader of its kind. Every loader takes ``(path, manifest, device, batch_size)`` and
-returns a predictor: ``.labels`` and ``.logits(texts, pairs)``.
+``PREDICTOR_LOADERS`` names the loader of every kind bertc writes (``register_predictor_loader`` adds one);
+``load_predictor`` reads the manifest and calls the loader of its kind. Every loader takes
+``(path, manifest, device, batch_size)`` and returns a predictor: ``.labels`` and ``.logits(texts, pairs)``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ from pathlib import Path
 
 from bertc.artifact import read_manifest
 from bertc.errors import BertcError
+from bertc.inference.onnx import load_onnx_predictor
+from bertc.inference.pytorch import load_torch_predictor
+from bertc.inference.torch_quantized import KIND as TORCH_QUANTIZED
+from bertc.inference.torch_quantized import load_torch_dynamic_predictor
 
-PREDICTOR_LOADERS: dict[str, Callable] = {}
+PREDICTOR_LOADERS: dict[str, Callable] = {"pytorch": load_torch_predictor, "onnx": load_onnx_predictor,
+                                          TORCH_QUANTIZED: load_torch_dynamic_predictor}
 
 
 def register_predictor_loader(kind: str) -> Callable[[Callable], Callable]:

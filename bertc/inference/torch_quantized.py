@@ -17,10 +17,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from bertc.artifact import load_model, load_tokenizer
+from bertc.artifact import load_tokenizer
 from bertc.errors import BertcError
 from bertc.inference.pytorch import TorchPredictor
-from bertc.inference.registry import register_predictor_loader
 
 KIND = "pytorch-quantized"
 
@@ -44,7 +43,6 @@ def quantize_linear_dynamic(model, float_modules: list[str]):
         return quantize_dynamic(model.cpu().eval(), spec, dtype=torch.qint8, inplace=True)
 
 
-@register_predictor_loader(KIND)
 def load_torch_dynamic_predictor(path: Path, manifest: dict, device: str = "cpu",
                                  batch_size: int = 64) -> TorchPredictor:
     if device != "cpu":
@@ -54,6 +52,8 @@ def load_torch_dynamic_predictor(path: Path, manifest: dict, device: str = "cpu"
     if quantization.get("method") != "torch-dynamic":
         raise BertcError(f"{path} is a {KIND} artifact with an unknown recipe {quantization.get('method')!r}; "
                          "re-create it with `bertc quantize --method torch-dynamic`")
+    from bertc.torch_artifact import load_model  # the PyTorch runtime: ONNX serving never imports it
+
     model = quantize_linear_dynamic(load_model(path), quantization.get("float_modules", []))
     task = manifest["task"]
     return TorchPredictor(model=model, tokenizer=load_tokenizer(path), labels=task["labels"],

@@ -15,7 +15,7 @@ from bertc.bench.config import BenchConfig
 from bertc.bench.report import report
 from bertc.console import console
 from bertc.formatting import pct, points, ratio, signed
-from bertc.inference import evaluate
+from bertc.inference.evaluation import evaluate
 from bertc.optimize.config import SelectConfig
 from bertc.optimize.rundir import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE
 from bertc.optimize.search import choose
@@ -168,7 +168,7 @@ TORCH_SERVE = '''\
 import sys
 from pathlib import Path
 
-from bertc.inference import predict
+from bertc.inference.evaluation import predict
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,7 +24,7 @@ from bertc.artifact import is_artifact, read_manifest
 from bertc.console import console
 from bertc.errors import BertcError
 from bertc.formatting import duration, points
-from bertc.inference import evaluate
+from bertc.inference.evaluation import evaluate
 from bertc.jsonio import to_jsonable
 from bertc.optimize.config import OptimizeConfig
 from bertc.optimize.finish import finish_run

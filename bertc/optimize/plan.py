@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bertc.artifact import load_artifact, read_manifest
+from bertc.artifact import read_manifest
 from bertc.data.config import Columns
 from bertc.data.load import find_split_file, read_dataset, resolve_split
 from bertc.data.prepare import read_eval_data
@@ -17,6 +17,7 @@ from bertc.inference.onnx import providers_for
 from bertc.modeling import describe_model, load_pretrained_classifier
 from bertc.optimize.config import OptimizeConfig
 from bertc.optimize.search import Shape
+from bertc.torch_artifact import load_artifact
 
 
 @dataclass

@@ -15,7 +15,7 @@ from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.export.config import QuantizeConfig, TorchDynamicConfig
 from bertc.export.quantize import quantize
-from bertc.inference import evaluate
+from bertc.inference.evaluation import evaluate
 from tests.bench.conftest import quick_bench_config
 
 

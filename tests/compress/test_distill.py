@@ -5,7 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bertc.artifact import load_artifact, load_model, read_manifest, save_artifact
+from bertc.artifact import read_manifest
 from bertc.cli import app
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
 from bertc.compress.distill import distill
@@ -23,6 +23,7 @@ from bertc.data.config import DataConfig
 from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
 from bertc.modeling import encoder_layers, layer_shapes, load_pretrained_classifier, make_student
+from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from tests.conftest import make_tiny_model_dir, quick_train_config
 
 runner = CliRunner()

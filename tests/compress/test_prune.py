@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from bertc.artifact import load_artifact, load_model, read_manifest, save_artifact
+from bertc.artifact import read_manifest
 from bertc.cli import app
 from bertc.compress.config import PruneConfig
 from bertc.compress.importance import ImportanceScores, compute_importance
@@ -18,6 +18,7 @@ from bertc.data.config import DataConfig
 from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
 from bertc.modeling import PrunedAttention, encoder_layers, every_other_layer, layer_shapes, load_pretrained_classifier
+from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from bertc.training.workdir import work_dir_for
 from tests.conftest import REPO, quick_train_config
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bertc.artifact import load_artifact, save_artifact
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import export
 from bertc.modeling import encoder_layers, head_size, keep_heads_, record_layer_shapes_
+from bertc.torch_artifact import load_artifact, save_artifact
 
 
 def pruned_copy(src: Path, out: Path, heads: list[list[int]]) -> Path:

@@ -11,15 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 import bertc.export.onnx as export_module
-from bertc.artifact import load_model, load_tokenizer, read_manifest, save_artifact
+from bertc.artifact import load_tokenizer, read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import Exported, export, export_
-from bertc.inference import load_predictor
 from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.registry import load_predictor
 from bertc.modeling import load_pretrained_classifier
+from bertc.torch_artifact import load_model, save_artifact
 
 runner = CliRunner()
 

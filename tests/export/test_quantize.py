@@ -9,7 +9,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from typer.testing import CliRunner
 
-from bertc.artifact import load_artifact, load_model, load_tokenizer, read_manifest
+from bertc.artifact import load_tokenizer, read_manifest
 from bertc.cli import app
 from bertc.data.load import TextDataset
 from bertc.errors import BertcError
@@ -17,9 +17,10 @@ from bertc.export.config import DynamicQuantConfig, QuantizeConfig, StaticQuantC
 from bertc.export.quantize import load_source, measure_sensitivity, quantize, quantize_, search
 from bertc.export.quantizers import DynamicHandler
 from bertc.export.verify import Samples, logits_on, verification_samples
-from bertc.inference import load_predictor
 from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.registry import load_predictor
 from bertc.inference.torch_quantized import quantize_linear_dynamic
+from bertc.torch_artifact import load_artifact, load_model
 
 runner = CliRunner()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bertc.artifact import read_manifest, save_artifact
+from bertc.artifact import read_manifest
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import export
 from bertc.modeling import encoder_layers, head_size, keep_heads_, load_pretrained_classifier, record_layer_shapes_
+from bertc.torch_artifact import save_artifact
 
 pytestmark = pytest.mark.slow
 

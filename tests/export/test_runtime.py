@@ -12,8 +12,9 @@ from bertc.artifact import read_manifest
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import export
-from bertc.inference import evaluate, load_predictor, predict
+from bertc.inference.evaluation import evaluate, predict
 from bertc.inference.onnx import OnnxPredictor, load_onnx_predictor, providers_for
+from bertc.inference.registry import load_predictor
 
 
 def cuda_provider_available() -> bool:
@@ -68,7 +69,7 @@ def test_importing_bertc_does_not_import_onnxruntime():
 
 def test_serving_an_onnx_artifact_never_imports_export(onnx_artifact):
     """Inference sits below export: running what export wrote needs none of it."""
-    code = ("import sys; from bertc.inference import load_predictor; "
+    code = ("import sys; from bertc.inference.registry import load_predictor; "
             f"assert load_predictor({str(onnx_artifact)!r}).logits(['good', 'bad']).shape == (2, 2); "
             "assert 'onnxruntime' in sys.modules; "
             "assert not [m for m in sys.modules if m.startswith('bertc.export')], sorted(sys.modules)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bertc.inference import predict
+from bertc.inference.evaluation import predict
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = "<!-- serve-onnx-snippet -->"

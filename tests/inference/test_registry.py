@@ -9,9 +9,9 @@ import pytest
 import bertc.inference
 from bertc.artifact import write_manifest
 from bertc.errors import BertcError
-from bertc.inference import PREDICTOR_LOADERS, load_predictor, register_predictor_loader
 from bertc.inference.onnx import load_onnx_predictor
 from bertc.inference.pytorch import load_torch_predictor
+from bertc.inference.registry import PREDICTOR_LOADERS, load_predictor, register_predictor_loader
 from bertc.inference.torch_quantized import load_torch_dynamic_predictor
 
 INFERENCE = Path(bertc.inference.__file__).parent
@@ -56,3 +56,14 @@ def test_inference_does_not_name_export_anywhere():
     """Not even as an importlib string: inference is a lower layer than export."""
     for module in INFERENCE.glob("*.py"):
         assert "bertc.export" not in module.read_text(), module.name
+
+
+def test_the_onnx_runtime_path_imports_neither_torch_nor_pandas():
+    """The bench's memory child for an ONNX model imports only its runtime, so its peak RSS is the model's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bertc.bench.memory, bertc.inference.registry, bertc.inference.onnx; "
+            "print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bertc.artifact import is_artifact, read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
-from bertc.inference import predict
+from bertc.inference.evaluation import predict
 from bertc.optimize.config import OptimizeConfig, SelectConfig, parse_duration
 from bertc.optimize.optimize import optimize
 

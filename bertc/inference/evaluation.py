@@ -1,0 +1,69 @@
+"""Evaluation and prediction of any artifact, through the predictor its model kind selects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bertc.artifact import read_manifest
+from bertc.data.config import Columns
+from bertc.data.labels import check_known_labels
+from bertc.data.load import TextDataset
+from bertc.data.prepare import read_eval_data
+from bertc.errors import BertcError
+from bertc.inference.registry import load_predictor
+from bertc.metrics import classification_report
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def predict_texts(predictor, texts: list[str], pairs: list[str] | None = None) -> list[dict]:
+    probabilities = softmax(predictor.logits(texts, pairs))
+    labels = predictor.labels
+    return [{"text": text, "label": labels[int(row.argmax())],
+             "probabilities": {str(label): float(p) for label, p in zip(labels, row)}}
+            for text, row in zip(texts, probabilities)]
+
+
+def score_dataset(predictor, dataset: TextDataset) -> dict:
+    """A full classification report of ``predictor`` on labelled data."""
+    labels = predictor.labels
+    index = {str(label): i for i, label in enumerate(labels)}
+    check_known_labels(dataset.labels, labels, dataset.source, "Pass data of the task the model was trained on")
+    y_true = [index[str(label)] for label in dataset.labels]
+    y_pred = predictor.logits(dataset.texts, dataset.pairs).argmax(axis=-1)
+    return classification_report(y_true, y_pred, labels)
+
+
+def task_columns(manifest: dict, text: str | None = None, pair: str | None = None,
+                 label: str | None = None) -> Columns:
+    """Columns given by the user, else the ones the artifact was trained with."""
+    task = manifest.get("task", {})
+    return Columns(text or task.get("text_column"), pair or task.get("text_pair_column"),
+                   label or task.get("label_column"))
+
+
+def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
+             max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
+    """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
+    manifest = read_manifest(path)
+    columns = columns or task_columns(manifest)
+    dataset, _ = read_eval_data(data, columns, split=split, max_samples=max_samples)
+    predictor = load_predictor(path, device=device, batch_size=batch_size)
+    report = score_dataset(predictor, dataset)
+    report["artifact"] = str(Path(path).absolute())
+    report["data"] = dataset.source
+    return report
+
+
+def predict(path: Path | str, texts: list[str], pairs: list[str] | None = None, *, device: str = "cpu",
+            batch_size: int = 64) -> list[dict]:
+    """`bertc predict`: the label and class probabilities of each text."""
+    if not texts:
+        raise BertcError("no texts to predict; pass a text or --data PATH")
+    return predict_texts(load_predictor(path, device=device, batch_size=batch_size), texts, pairs)
