@@ -75,3 +75,25 @@ def raise_problems(problems: list[str]) -> None:
     """One error naming every problem found, or nothing."""
     if problems:
         raise BertcError("; ".join(problems))
+
+
+def check_config(config) -> None:
+    """A config's whole check: types and choices, then its own ``range_problems()`` once the types are right
+    (a range means nothing for a value of the wrong type); every problem found is raised at once."""
+    problems = field_problems(config)
+    if not problems and hasattr(config, "range_problems"):
+        problems = config.range_problems()
+    raise_problems(problems)
+
+
+def well_typed(config, problems: list[str]) -> set[str]:
+    """The fields of ``config`` that ``field_problems`` found nothing wrong with: their ranges can be checked,
+    so a config can report a wrong type in one field and a bad range in another at once."""
+    flagged = {problem.split(" ", 1)[0] for problem in problems}
+    return {f.name for f in dataclasses.fields(config) if flag(f.name) not in flagged}
+
+
+def below_minimum(config, names: tuple[str, ...], minimum: int = 1) -> list[str]:
+    """One message per named field that is set (not None) and below ``minimum``."""
+    return [f"{flag(name)} must be at least {minimum}, got {getattr(config, name)}" for name in names
+            if getattr(config, name) is not None and getattr(config, name) < minimum]

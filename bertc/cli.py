@@ -62,6 +62,8 @@ OUT = argument("out", Path, ..., "--out", help="Output artifact directory.", opt
 OVERWRITE = argument("overwrite", bool, False, "--overwrite", help="Replace --out if it exists.", option=True)
 RESUME = argument("resume", bool, False, "--resume", option=True,
                   help="Continue an interrupted run from its last checkpoint.")
+REUSE = argument("resume", bool, False, "--resume", option=True,
+                 help="Keep --out as it is when it was already built from this input with these options.")
 ARTIFACT = argument("artifact", Path, help="A bertc artifact directory.")
 DATA_FLAGS = {"data.augment.strategies": "--augment", "data.augment.factor": "--augment-factor",
               "data.augment.probability": "--augment-probability"}
@@ -158,16 +160,14 @@ EXPORT = config_options(ExportConfig)
 
 
 def export(values: dict) -> None:
-    if not values["onnx"]:
-        raise BertcError("ONNX is the only export format; drop --no-onnx")
     stage("bertc.export.onnx:export", values, values["artifact"], build_config(ExportConfig, EXPORT, values),
           "bertc.export.summary:print_export")
 
 
 register("export", export, [
     argument("artifact", Path, help="A bertc artifact (or a transformers classifier directory)."), OUT,
-    argument("onnx", bool, True, "--onnx", option=True, help="Export to ONNX (the format bertc exports)."),
-    RESUME, OVERWRITE], EXPORT,
+    argument("onnx", bool, True, "--onnx", option=True, hidden=True, help="ONNX is the format bertc exports."),
+    REUSE, OVERWRITE], EXPORT,
     "Export to ONNX, fuse with ONNX Runtime, check the fusion and verify against PyTorch on real samples.")
 
 QUANTIZE = config_options(QuantizeConfig, skip=("method",), flags={"eval_data": "--eval"})
@@ -187,7 +187,7 @@ register("quantize", quantize, [
     argument("method", str, "dynamic", "--method", option=True, panel="Method", help=(
         "dynamic (ORT int8), static (ORT int8 QDQ, calibrated), fp16 (CUDA), or torch-dynamic (PyTorch int8 "
         "Linear layers).")),
-    RESUME, OVERWRITE], [*QUANTIZE, *METHOD_OPTIONS],
+    REUSE, OVERWRITE], [*QUANTIZE, *METHOD_OPTIONS],
     "Quantize (int8 dynamic/static, fp16, PyTorch int8) and measure the result against its parent.")
 
 # --- evaluate, predict, bench, report -----------------------------------------------------------------------

@@ -293,13 +293,16 @@ def test_config_modules_import_only_light_modules():
 
 def post_init_shape_problem(cls: ast.ClassDef) -> str | None:
     """None when ``__post_init__`` starts with ``problems = field_problems(self)`` and ends with
-    ``raise_problems(problems)`` (or is the one line ``raise_problems(field_problems(self))``)."""
+    ``raise_problems(problems)`` (or is the one line ``raise_problems(field_problems(self))`` or
+    ``check_config(self)``)."""
+    if any(isinstance(n, ast.Assign) and ast.unparse(n) == "__post_init__ = check_config" for n in cls.body):
+        return None
     post_init = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__post_init__"), None)
     if post_init is None:
         return "has no __post_init__ running bertc.checks.field_problems"
     body = [n for n in post_init.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     first, last = ast.unparse(body[0]), ast.unparse(body[-1])
-    if len(body) == 1 and first == "raise_problems(field_problems(self))":
+    if len(body) == 1 and first in ("raise_problems(field_problems(self))", "check_config(self)"):
         return None
     if first != "problems = field_problems(self)":
         return f"__post_init__ starts with `{first}`, not `problems = field_problems(self)`"
@@ -314,7 +317,8 @@ def test_configs_check_themselves_with_field_problems():
     wrong = []
     for name in CONFIG_MODULES:
         for cls in (n for n in trees[name].body if isinstance(n, ast.ClassDef)):
-            has_post_init = any(isinstance(n, ast.FunctionDef) and n.name == "__post_init__" for n in cls.body)
+            has_post_init = any(isinstance(n, ast.FunctionDef) and n.name == "__post_init__" for n in cls.body) or any(
+                isinstance(n, ast.Assign) and "__post_init__" in ast.unparse(n.targets[0]) for n in cls.body)
             if cls.name.endswith("Config") or has_post_init:
                 problem = post_init_shape_problem(cls)
                 if problem:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bertc.checks import field_problems, flag, raise_problems
+from bertc.checks import field_problems, flag, raise_problems, well_typed
 from bertc.errors import BertcError
-from bertc.export.config import Device, Split, well_typed
+from bertc.export.config import Device, Split
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bertc.checks import field_problems, raise_problems
+from bertc.checks import below_minimum, check_config
 from bertc.data.config import DataConfig
 from bertc.training.config import TrainConfig
 
@@ -23,10 +23,7 @@ class DistillLoss:
     attention_weight: float = 0.0  # weight of the attention-map loss between mapped layers (head-averaged)
 
     def __post_init__(self):
-        problems = field_problems(self)
-        if not problems:  # ranges only mean something once the types are right
-            problems += self.range_problems()
-        raise_problems(problems)
+        check_config(self)
 
     def range_problems(self) -> list[str]:
         problems = []
@@ -70,40 +67,27 @@ class PruneConfig:
     iterative: int = 1  # prune in S steps with importance re-scored (and recovery) after each
 
     def __post_init__(self):
-        problems = field_problems(self)
-        if not problems:  # ranges only mean something once the types are right
-            problems += self.range_problems()
-        raise_problems(problems)
+        check_config(self)
 
     def range_problems(self) -> list[str]:
-        problems = []
-        if self.heads is not None and self.heads < 1:
-            problems.append(f"--heads must be at least 1, got {self.heads}")
+        problems = below_minimum(self, ("heads", "layers", "ffn_size", "importance_samples", "iterative"))
         if self.heads_global is not None and self.heads_global < 1:
             problems.append(f"--heads-global must be at least 1 head, got {self.heads_global}")
         if self.heads_global_ratio is not None and not 0 < self.heads_global_ratio <= 1:
             problems.append(f"--heads-global as a share must be in (0, 1], got {self.heads_global_ratio}")
         if sum(x is not None for x in (self.heads, self.heads_global, self.heads_global_ratio)) > 1:
             problems.append("give only one of --heads and --heads-global")
-        if self.layers is not None and self.layers < 1:
-            problems.append(f"--layers must be at least 1, got {self.layers}")
         if self.layers is not None and self.drop_layers:
             problems.append("give only one of --layers and --drop-layers")
         if any(i < 0 for i in self.drop_layers):
             problems.append(f"--drop-layers takes 0-based layer indices, got {list(self.drop_layers)}")
         if self.ffn is not None and not 0 < self.ffn <= 1:
             problems.append(f"--ffn must be a fraction in (0, 1], got {self.ffn}")
-        if self.ffn_size is not None and self.ffn_size < 1:
-            problems.append(f"--ffn-size must be at least 1, got {self.ffn_size}")
         if self.ffn is not None and self.ffn_size is not None:
             problems.append("give only one of --ffn and --ffn-size")
         if not self.prunes_anything:
             problems.append("nothing to prune: give --heads, --heads-global, --layers, --drop-layers, --ffn or "
                             "--ffn-size")
-        if self.importance_samples < 1:
-            problems.append(f"--importance-samples must be at least 1, got {self.importance_samples}")
-        if self.iterative < 1:
-            problems.append(f"--iterative must be at least 1, got {self.iterative}")
         if self.distill and self.recover is None:
             problems.append("--distill trains the pruned model; give --recover-epochs or --recover-steps too")
         return problems
@@ -124,15 +108,10 @@ class DistillConfig:
     layer_map: tuple[int, ...] | None = None  # the teacher layer of each student layer (0-based)
 
     def __post_init__(self):
-        problems = field_problems(self)
-        if not problems:  # ranges only mean something once the types are right
-            problems += self.range_problems()
-        raise_problems(problems)
+        check_config(self)
 
     def range_problems(self) -> list[str]:
-        problems = []
-        if self.student_layers is not None and self.student_layers < 1:
-            problems.append(f"--student-layers must be at least 1, got {self.student_layers}")
+        problems = below_minimum(self, ("student_layers",))
         if self.student is not None and self.student_layers is not None:
             problems.append("--student-layers K makes a student from the teacher; with --student give the layer "
                             "mapping as --student-layers 0,2,5 instead")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from bertc.checks import field_problems, flag, raise_problems
+from bertc.checks import check_config, field_problems, flag, raise_problems, well_typed
 from bertc.errors import BertcError
 
 MIN_OPSET, MAX_OPSET = 14, 20
@@ -19,12 +18,6 @@ Device = Literal["cpu", "cuda"]
 
 
 DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
-
-
-def well_typed(config, problems: list[str]) -> set[str]:
-    """The fields of ``config`` that ``field_problems`` found nothing wrong with: their ranges can be checked."""
-    flagged = {problem.split(" ", 1)[0] for problem in problems}
-    return {f.name for f in dataclasses.fields(config) if flag(f.name) not in flagged}
 
 
 @dataclass(frozen=True)
@@ -77,8 +70,7 @@ class DynamicQuantConfig:
     method: str = field(default="dynamic", init=False)
     variant: ClassVar[str] = "int8-dynamic"
 
-    def __post_init__(self):
-        raise_problems(field_problems(self))
+    __post_init__ = check_config
 
 
 @dataclass(frozen=True)
@@ -108,8 +100,7 @@ class Fp16Config:
     method: str = field(default="fp16", init=False)
     variant: ClassVar[str] = "fp16"
 
-    def __post_init__(self):
-        raise_problems(field_problems(self))
+    __post_init__ = check_config
 
 
 @dataclass(frozen=True)
@@ -117,8 +108,7 @@ class TorchDynamicConfig:
     method: str = field(default="torch-dynamic", init=False)
     variant: ClassVar[str] = "int8-torch-dynamic"
 
-    def __post_init__(self):
-        raise_problems(field_problems(self))
+    __post_init__ = check_config
 
 
 MethodConfig = DynamicQuantConfig | StaticQuantConfig | Fp16Config | TorchDynamicConfig

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from bertc.artifact import check_output, is_artifact, load_tokenizer, read_manifest, staging_dir, write_manifest
+from bertc.artifact import is_artifact, load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig, Optimize
-from bertc.export.reuse import is_up_to_date
+from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 from bertc.inference.onnx import OnnxPredictor, create_session
 from bertc.inference.pytorch import TorchPredictor
@@ -56,13 +56,11 @@ class Exported:
 
 def export(src: Path | str, config: ExportConfig, out: Path | str, *, overwrite: bool = False,
            resume: bool = False) -> Path:
-    """Export a bertc (or transformers) classifier directory to a verified ONNX artifact at ``out``.
-
-    With ``resume``, an ``out`` already exported from the same parent with the same config is kept as it is."""
+    """A verified ONNX artifact at ``out`` of a classifier directory (``resume``: see bertc.export.reuse)."""
     src = Path(src)
-    if resume and is_up_to_date(out, stage="export", config=config, parent=src):
-        return Path(out)
-    out = check_output(out, overwrite, inputs=(src,))
+    out, built = output_to_build(out, stage="export", config=config, src=src, overwrite=overwrite, resume=resume)
+    if built:
+        return out
     task = source_task(src)
     samples = verification_samples(config.data, task, config.split, config.verify_samples)
     check_samples_fit(samples, task["labels"])

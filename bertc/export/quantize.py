@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from bertc.artifact import check_output, load_tokenizer, read_manifest, staging_dir, write_manifest
+from bertc.artifact import load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
 from bertc.export.onnx import export_
 from bertc.export.quantizers import Source
 from bertc.export.registry import handler_for
-from bertc.export.reuse import is_up_to_date
+from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 from bertc.torch_artifact import load_model
 
@@ -52,9 +52,9 @@ def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, *, overwr
 
     With ``resume``, an ``out`` already quantized from the same parent with the same config is kept as it is."""
     src = Path(src)
-    if resume and is_up_to_date(out, stage="quantize", config=config, parent=src):
-        return Path(out)
-    out = check_output(out, overwrite, inputs=(src,))
+    out, built = output_to_build(out, stage="quantize", config=config, src=src, overwrite=overwrite, resume=resume)
+    if built:
+        return out
     manifest = read_manifest(src)
     handler_class = handler_for(config.method)
     handler_class.check_source(src, manifest, config.method)

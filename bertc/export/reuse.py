@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bertc.artifact import is_artifact, manifest_digest, read_manifest
+from bertc.artifact import check_output, is_artifact, manifest_digest, read_manifest
 from bertc.errors import BertcError
 from bertc.jsonio import to_jsonable
 
@@ -36,3 +36,12 @@ def is_up_to_date(out: Path | str, *, stage: str, config, parent: Path | str) ->
     if is_artifact(parent):
         return record.get("manifest_sha256") == manifest_digest(parent)
     return record.get("path") == str(parent.absolute())
+
+
+def output_to_build(out: Path | str, *, stage: str, config, src: Path, overwrite: bool,
+                    resume: bool) -> tuple[Path, bool]:
+    """``(out, True)`` when ``resume`` finds ``out`` already built from ``src`` with ``config``; otherwise ``out``
+    checked for writing (``check_output``) and False: the stage builds it."""
+    if resume and is_up_to_date(out, stage=stage, config=config, parent=src):
+        return Path(out), True
+    return check_output(out, overwrite, inputs=(src,)), False

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from bertc.checks import field_problems, flag, raise_problems
+from bertc.checks import field_problems, flag, raise_problems, well_typed
 from bertc.errors import BertcError
 
 
@@ -52,7 +52,7 @@ class SelectConfig:
     def __post_init__(self):
         problems = field_problems(self)
         problems += budget_problems(self, problems)
-        if not typed_wrong(problems, "test_samples") and self.test_samples is not None and self.test_samples < 1:
+        if "test_samples" in well_typed(self, problems) and self.test_samples is not None and self.test_samples < 1:
             problems.append(f"--test-samples must be at least 1, got {self.test_samples}")
         raise_problems(problems)
 
@@ -91,17 +91,17 @@ class OptimizeConfig:
     def __post_init__(self):
         problems = field_problems(self)
         problems += budget_problems(self, problems)
-        if not typed_wrong(problems, "time_budget") and self.time_budget is not None:
+        if "time_budget" in well_typed(self, problems) and self.time_budget is not None:
             problems += check_number("--time-budget (seconds)", self.time_budget, minimum=0, strict=True)
         if self.model is not None and self.start_from is not None:
             problems.append("give --model (fine-tune it first) or --from (an artifact already fine-tuned), not both")
         for name in ("selection_samples", "test_samples", "finetune_samples", "distill_samples", "recover_samples",
                      "importance_samples", "bench_runs", "batch_size", "max_length"):
             value = getattr(self, name)
-            if not typed_wrong(problems, name) and value is not None and value < 1:
+            if name in well_typed(self, problems) and value is not None and value < 1:
                 problems.append(f"{flag(name)} must be a whole number of at least 1, got {value!r}")
         for name in ("finetune_epochs", "lr"):
-            if not typed_wrong(problems, name) and getattr(self, name) is not None:
+            if name in well_typed(self, problems) and getattr(self, name) is not None:
                 problems += check_number(flag(name), getattr(self, name), minimum=0, strict=True)
         raise_problems(problems)
 
@@ -111,17 +111,12 @@ class OptimizeConfig:
         return value if value is not None else getattr(PRESETS[self.preset], name)
 
 
-def typed_wrong(problems: list[str], name: str) -> bool:
-    """Whether ``field_problems`` already refused the field ``name`` (its range is then not checked)."""
-    return any(problem.startswith(flag(name) + " ") for problem in problems)
-
-
 def budget_problems(config: SelectConfig | OptimizeConfig, problems: list[str]) -> list[str]:
     """The accuracy and latency budgets' ranges, shared by both configs."""
     found = []
-    if not typed_wrong(problems, "max_accuracy_drop"):
+    if "max_accuracy_drop" in well_typed(config, problems):
         found += check_number("--max-accuracy-drop", config.max_accuracy_drop, minimum=0)
-    if config.latency_budget_ms is not None and not typed_wrong(problems, "latency_budget_ms"):
+    if config.latency_budget_ms is not None and "latency_budget_ms" in well_typed(config, problems):
         found += check_number("--latency-budget-ms", config.latency_budget_ms, minimum=0, strict=True)
     return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bertc.checks import field_problems, raise_problems
+from bertc.checks import below_minimum, check_config
 
 Optimizer = Literal["adamw", "adam", "sgd", "adafactor"]
 Schedule = Literal["linear", "cosine", "constant", "polynomial", "exponential"]
@@ -41,20 +41,15 @@ class TrainConfig:
     logging_steps: int = 10  # log loss and lr every N steps
 
     def __post_init__(self):
-        problems = field_problems(self)
-        if not problems:  # ranges only mean something once the types are right
-            problems += self.range_problems()
-        raise_problems(problems)
+        check_config(self)
 
     def range_problems(self) -> list[str]:
-        problems = []
+        problems = below_minimum(self, ("max_steps", "eval_steps", "early_stopping_patience"))
         positive = ("lr", "batch_size", "eval_batch_size", "grad_accum", "max_length", "save_steps",
                     "logging_steps")
         for name in positive:
             if getattr(self, name) <= 0:
                 problems.append(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.max_steps is None and self.epochs <= 0:
             problems.append(f"--epochs must be positive, got {self.epochs}")
         if self.warmup < 0:
@@ -63,10 +58,6 @@ class TrainConfig:
             problems.append(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
         if not 0 < self.exp_final_factor <= 1:
             problems.append(f"--exp-final-factor must be in (0, 1], got {self.exp_final_factor}")
-        if self.eval_steps is not None and self.eval_steps < 1:
-            problems.append(f"--eval-steps must be at least 1, got {self.eval_steps}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            problems.append(f"--early-stopping-patience must be at least 1, got {self.early_stopping_patience}")
         if self.precision == "fp16" and self.device == "cpu":
             problems.append("--precision fp16 needs CUDA; use --precision bf16 on CPU")
         return problems
