@@ -26,6 +26,7 @@ from bertc.jsonio import to_jsonable
 MANIFEST = "bertc.json"
 FORMAT_VERSION = 1
 TRAINING_LOG = "train_log.jsonl"
+MANIFEST_SECTIONS = ("model", "task")  # every reader needs them
 
 
 def check_output(out: Path | str, overwrite: bool, inputs: tuple = ()) -> Path:
@@ -57,6 +58,14 @@ def check_writable(path: Path | str, flag: str) -> None:
     except OSError as err:
         raise BertcError(f"{flag} {path}: cannot write in {parent} ({err.strerror or err}); choose a writable "
                          "location") from None
+
+
+def check_writable_file(path: Path | str, flag: str) -> None:
+    """``check_writable`` for an output file (``--json``): an existing directory there is refused too, since
+    writing would fail only after all the work."""
+    if Path(path).is_dir():
+        raise BertcError(f"{flag} {path} is a directory; pass a file name such as results.json")
+    check_writable(path, flag)
 
 
 @contextmanager
@@ -100,12 +109,18 @@ def read_manifest(path: Path | str) -> dict:
                          "e.g. the --out of `bertc finetune`")
     try:
         manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
+    except OSError as err:
+        raise BertcError(f"cannot read {file} ({err.strerror or err}); check its permissions") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BertcError(f"{file} is not valid JSON ({err}); re-create the artifact") from err
-    version = manifest.get("format_version")
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise BertcError(f"{file} has format_version {version!r}; this bertc reads version {FORMAT_VERSION}. "
                          "Re-create the artifact with this bertc version")
+    damaged = [key for key in MANIFEST_SECTIONS if not isinstance(manifest.get(key), dict)]
+    if damaged or not isinstance(manifest.get("task", {}).get("labels"), list):
+        raise BertcError(f"{file} is damaged (no {', '.join(damaged) or 'task.labels'} section); re-create the "
+                         "artifact")
     return manifest
 
 
@@ -120,7 +135,7 @@ def parent_record(parent: Path | str | None) -> dict | None:
     if not is_artifact(parent):
         return {"path": str(parent), "stage": "source"}
     manifest = read_manifest(parent)
-    return {"path": str(parent), "stage": manifest["stage"], "manifest_sha256": manifest_digest(parent)}
+    return {"path": str(parent), "stage": manifest.get("stage"), "manifest_sha256": manifest_digest(parent)}
 
 
 def lineage_of(parent: Path | str | None) -> list[dict]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from bertc.bench.config import BenchConfig
 from bertc.cli_options import Option, argument, build_config, command_function, config_options, split_list
@@ -19,15 +21,47 @@ from bertc.compress.config import DistillConfig, PruneConfig
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig
 from bertc.finetune.config import FinetuneConfig
-from bertc.optimize.config import OptimizeConfig, parse_duration
+from bertc.optimize.config import OptimizeConfig, parse_duration, parse_number
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+try:
+    from typer._click.exceptions import ClickException  # typer bundles its own Click since 0.2x
+except ImportError:  # older typer runs on Click itself
+    from click.exceptions import ClickException
+
+
+class OneLineErrors(TyperGroup):
+    """Mistakes on the command line (an unknown option, a missing argument, a value of the wrong type) are one
+    line and exit code 2, like every other user error, instead of Click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, "bertc", complete_var, standalone_mode=False, **extra)
+        except ClickException as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # `bertc` alone: the help was shown
+                sys.exit(err.exit_code)
+            ctx = getattr(err, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            message = " ".join(err.format_message().split())
+            typer.echo(f"bertc: error: {message}{where}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("bertc: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make BERT-family text classifiers fast to serve.")
 state = {"debug": False}
 
 
+DEBUG = typer.Option("--debug", help="Show tracebacks for errors.", metavar="")
+
+
 @app.callback()
-def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False):
+def main_options(debug: Annotated[bool, DEBUG] = False):
     state["debug"] = debug
 
 
@@ -220,6 +254,8 @@ def predict(values: dict) -> None:
 
 register("predict", predict, [
     ARTIFACT, argument("texts", list[str] | None, None, help="Texts to classify."),
+    argument("pairs", list[str] | None, None, "--pair", option=True, help=(
+        "Second text of a sentence pair, once per text, in order (sentence-pair models).")),
     argument("data", str | None, None, "--data", option=True, help="Classify every row of this file instead."),
     *COLUMNS[:2], DEVICE, BATCH, JSON_OUT], [], "Labels and class probabilities for texts or a data file.")
 
@@ -239,7 +275,8 @@ register("bench", bench, [
 
 
 def report(values: dict) -> None:
-    path = library("bertc.bench.report:report")(values["results"], values["out"], values["max_accuracy_drop"],
+    budget = parse_number("--max-accuracy-drop", values["max_accuracy_drop"])
+    path = library("bertc.bench.report:report")(values["results"], values["out"], budget,
                                                 overwrite=values["overwrite"])
     typer.echo(f"wrote {path / 'report.md'} and {path / 'report.html'}")
 
@@ -247,7 +284,7 @@ def report(values: dict) -> None:
 register("report", report, [
     argument("results", list[Path], help="Results JSON files written by `bertc bench`."),
     argument("out", Path, ..., "--out", option=True, help="Directory for report.md, report.html and figures/."),
-    argument("max_accuracy_drop", float, 1.0, "--max-accuracy-drop", option=True, help=(
+    argument("max_accuracy_drop", str, "1.0", "--max-accuracy-drop", option=True, metavar="FLOAT", help=(
         "Accuracy budget: points below the baseline a recommended variant may lose.")),
     OVERWRITE], [], "A readable report of bench results (Markdown and self-contained HTML) and the variant to ship.")
 

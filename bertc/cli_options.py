@@ -239,9 +239,9 @@ def command_function(run, arguments: list[inspect.Parameter], options: list[Opti
 
 
 def argument(name: str, kind, default=..., *flags: str, help: str = "", option: bool = False,
-             panel: str | None = None, hidden: bool = False) -> inspect.Parameter:
+             panel: str | None = None, hidden: bool = False, metavar: str | None = None) -> inspect.Parameter:
     """A hand-declared parameter: a positional argument, or an option with ``option=True``."""
-    metavar = "" if kind is bool else None
+    metavar = "" if kind is bool else metavar
     info = (typer.Option(default, *flags, help=help, rich_help_panel=panel, metavar=metavar, hidden=hidden)
             if option else typer.Argument(default, help=help))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=info)

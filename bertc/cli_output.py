@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bertc.artifact import check_writable, is_artifact, read_manifest
+from bertc.artifact import check_writable_file, is_artifact, read_manifest
 from bertc.bench.report import console_tables
 from bertc.console import console, key_value_table, print_classification, print_confusion
 from bertc.data.config import Columns
@@ -55,13 +55,15 @@ def show_compression(path: Path) -> None:
 def evaluate_and_show(artifact: Path, data: str, text_column: str | None, text_pair_column: str | None,
                       label_column: str | None, split: str, max_samples: int | None, device: str, batch_size: int,
                       json_out: Path | None) -> None:
-    if split not in ("train", "validation", "test"):
-        raise BertcError(f"--split {split!r} is not one of train, validation, test")
     if json_out:
-        check_writable(json_out, "--json")
+        check_writable_file(json_out, "--json")
     columns = task_columns(read_manifest(artifact), text_column, text_pair_column, label_column)
     report = evaluate(artifact, data, columns=Columns(columns.text, columns.pair, columns.label), split=split,
                       max_samples=max_samples, device=device, batch_size=batch_size)
+    dropped = report.get("dropped_rows") or {}
+    if any(dropped.values()):
+        console.print(f"scored {report['samples']} rows; left out {dropped['empty_text']} with no text and "
+                      f"{dropped['missing_label']} with no label", soft_wrap=True)
     print_classification(report, f"{artifact} on {report['data']}")
     print_confusion(report)
     if json_out:
@@ -69,14 +71,20 @@ def evaluate_and_show(artifact: Path, data: str, text_column: str | None, text_p
         console.print(f"wrote {json_out}", soft_wrap=True)
 
 
-def predict_and_show(artifact: Path, texts: list[str] | None, data: str | None, text_column: str | None,
-                     text_pair_column: str | None, device: str, batch_size: int, json_out: Path | None) -> None:
+def predict_and_show(artifact: Path, texts: list[str] | None, pairs: list[str] | None, data: str | None,
+                     text_column: str | None, text_pair_column: str | None, device: str, batch_size: int,
+                     json_out: Path | None) -> None:
     if json_out:
-        check_writable(json_out, "--json")
-    pairs = None
+        check_writable_file(json_out, "--json")
     if data is not None:
+        if texts or pairs:
+            raise BertcError("give texts (with --pair) or --data PATH, not both")
         texts, pairs = read_texts(data, text_column, text_pair_column)
-    results = predict(artifact, list(texts or []), pairs, device=device, batch_size=batch_size)
+    elif text_column or text_pair_column:
+        raise BertcError("--text-column and --text-pair-column name columns of --data PATH; give --data too")
+    results = predict(artifact, list(texts or []), list(pairs) if pairs else None, device=device,
+                      batch_size=batch_size)
+    warn_empty(results, pairs)
     if json_out:
         write_json(json_out, results)
     table = Table("label", "probability", "text")
@@ -85,6 +93,16 @@ def predict_and_show(artifact: Path, texts: list[str] | None, data: str | None, 
     console.print(table)
     if len(results) > 50:
         console.print(f"... {len(results) - 50} more" + (f" in {json_out}" if json_out else " (use --json)"))
+
+
+def warn_empty(results: list[dict], pairs: list[str] | None) -> None:
+    """A label for an empty text is the model's guess from nothing: say so, once for all of them."""
+    empty = [i + 1 for i, row in enumerate(results)
+             if not row["text"].strip() or (pairs is not None and not pairs[i].strip())]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        console.print(f"warning: {len(empty)} of {len(results)} texts are empty (number {shown}); their labels "
+                      "are guesses from no text", style="yellow", soft_wrap=True)
 
 
 def show_bench(results: dict, out: Path) -> None:

@@ -15,12 +15,16 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 from bertc.errors import BertcError
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 EMBEDDED_MODEL_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
+# Families whose position ids start after the padding index: they reserve padding_idx + 1 positions.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
 HEADS_KEY = "bertc_heads_per_layer"
 FFN_KEY = "bertc_ffn_per_layer"
 
@@ -80,6 +84,7 @@ def load_pretrained_classifier(name: str | None, labels: list[str], *, trust_rem
     config = load_config(source, trust_remote_code)
     if getattr(config, HEADS_KEY, None) or getattr(config, FFN_KEY, None):
         raise BertcError(f"{source} is a pruned bertc model; fine-tune it with `bertc finetune --from {source}`")
+    check_weight_files(Path(source))
     id2label = dict(enumerate(labels))
     quiet_transformers()
     try:
@@ -88,6 +93,8 @@ def load_pretrained_classifier(name: str | None, labels: list[str], *, trust_rem
             use_safetensors=True, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, ignore_mismatched_sizes=True)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except SafetensorError as err:  # a damaged file in the Hub cache; local directories were checked above
+        raise BertcError(f"the weights of {source} are damaged ({detail(err)}); download them again") from err
     except OSError as err:
         raise BertcError(f"could not load weights of {source}: {str(err).splitlines()[0]}. bertc reads "
                          "safetensors weights only; convert the checkpoint or pick a model that ships them") from err
@@ -105,7 +112,6 @@ def quiet_transformers() -> None:
 def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str | None = None,
                     trust_remote_code: bool = False):
     """Rebuild a saved classifier, with per-layer shapes, and load its safetensors weights strictly."""
-    from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
     if not path.is_dir():
@@ -119,8 +125,12 @@ def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str
         reshape_layers_(model, heads=heads, ffn=ffn)
     state = {}
     for file in weight_files(path):
-        state.update(load_file(str(file)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        state.update(read_weights(file))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor whose shape differs from the one config.json gives
+        raise BertcError(f"weights in {path} do not match its config.json ({detail(err)}); the directory is "
+                         "damaged or was edited, re-create it") from err
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise BertcError(f"weights in {path} do not match its config.json (missing {missing[:3]}, unexpected "
@@ -131,7 +141,10 @@ def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str
 def weight_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise BertcError(f"{index} is damaged ({detail(err)}); re-create it") from err
         return [path / shard for shard in shards]
     single = path / "model.safetensors"
     if single.is_file():
@@ -140,6 +153,41 @@ def weight_files(path: Path) -> list[Path]:
         raise BertcError(f"{path} has only pickle weights (.bin/.pt); bertc loads safetensors only. Convert them "
                          "with `model.save_pretrained(dir)` in a trusted environment")
     raise BertcError(f"{path} has no model.safetensors; pass a model directory written by bertc")
+
+
+def read_weights(file: Path) -> dict:
+    """The tensors of one safetensors file; a truncated, empty or missing file is a one-line error naming it."""
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as err:
+        raise damaged(file, err) from err
+
+
+def check_weight_files(path: Path) -> None:
+    """Fail naming the first safetensors file of a local model directory that cannot be read (its header
+    is checked against the file size, so a truncated or empty file is caught without loading any tensor)."""
+    if not path.is_dir() or not any(path.glob("*.safetensors")):
+        return
+    for file in weight_files(path):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise damaged(file, err) from err
+
+
+def damaged(file: Path, err: BaseException) -> BertcError:
+    if isinstance(err, FileNotFoundError):
+        return BertcError(f"{file} is missing; the model directory is damaged, re-create it")
+    return BertcError(f"{file} is damaged ({detail(err)}); re-create it")
+
+
+def detail(err: BaseException) -> str:
+    """The informative line of a third-party error message (state-dict errors put theirs second)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
 
 
 def base_model(model) -> nn.Module:
@@ -293,6 +341,32 @@ def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None
         if ffn is not None and ffn[i] != layer_ffn(layer):
             keep_neurons_(layer, torch.arange(ffn[i]))
     record_layer_shapes_(model)
+
+
+def usable_positions(config) -> int:
+    """How many tokens a model of this config reads: its position embeddings, less those RoBERTa-style models
+    reserve below their first position (position ids start at padding_idx + 1)."""
+    positions = config.max_position_embeddings
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
+
+
+def max_length_problem(model, max_length: int, whose: str = "the model") -> str | None:
+    """Why ``max_length`` is too long for ``model``: longer inputs than its position embeddings cover would fail
+    mid-training. None when it fits."""
+    limit = usable_positions(model.config)
+    if max_length <= limit:
+        return None
+    return (f"--max-length {max_length} is more than the {limit} tokens {whose} can read (its position "
+            f"embeddings); pass --max-length {limit} or less")
+
+
+def check_max_length(model, max_length: int, whose: str = "the model") -> None:
+    """Refuse a ``max_length`` the model cannot read, before any work."""
+    problem = max_length_problem(model, max_length, whose)
+    if problem:
+        raise BertcError(problem)
 
 
 def count_parameters(model) -> int:

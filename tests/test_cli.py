@@ -1,9 +1,18 @@
 import json
+import random
+import re
 
 import pytest
 from typer.testing import CliRunner
 
+from bertc.artifact import read_manifest
 from bertc.cli import app
+from bertc.data.config import DataConfig
+from bertc.data.load import read_texts
+from bertc.finetune.config import FinetuneConfig
+from bertc.finetune.finetune import finetune
+from bertc.inference.evaluation import predict
+from tests.conftest import make_sentence, quick_train_config
 
 runner = CliRunner()
 
@@ -97,3 +106,86 @@ def test_evaluate_bad_inputs(tmp_path, tiny_artifact, tiny_data):
     (tmp_path / "three.tsv").write_text("sentence\tlabel\ngood\t0\nbad\t7\n")
     assert_user_error(invoke("evaluate", tiny_artifact, "--data", tmp_path / "three.tsv"),
                       "labels the model does not know \\(7\\)")
+
+
+def write_pairs(path, n, seed):
+    """Sentence pairs whose label is whether the second sentence is positive: the pair decides it."""
+    rng = random.Random(seed)
+    rows = ["sentence1\tsentence2\tlabel"]
+    for i in range(n):
+        label = rng.randint(0, 1)
+        rows.append(f"{make_sentence(rng, rng.randint(0, 1))} {i}\t{make_sentence(rng, label)}\t{label}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair_artifact(tmp_path_factory, tiny_bert_dir):
+    data = tmp_path_factory.mktemp("pairs")
+    write_pairs(data / "train.tsv", 80, seed=1)
+    write_pairs(data / "validation.tsv", 20, seed=2)
+    write_pairs(data / "test.tsv", 20, seed=3)
+    config = FinetuneConfig(data=DataConfig(train=str(data)), train=quick_train_config(max_steps=10, lr=2e-3))
+    return finetune(tiny_bert_dir, config, data / "artifact"), data / "test.tsv"
+
+
+def test_predict_uses_the_second_sentence_of_a_pair(tmp_path, pair_artifact):
+    artifact, pairs = pair_artifact
+    out = tmp_path / "p.json"
+    result = invoke("predict", artifact, "--data", pairs, "--json", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    texts, seconds = read_texts(str(pairs))
+    assert seconds is not None and [row["text"] for row in rows] == texts
+    with_pairs, alone = predict(artifact, texts, seconds), predict(artifact, texts)
+    assert [row["probabilities"] for row in rows] == [row["probabilities"] for row in with_pairs]
+    assert [row["probabilities"] for row in rows] != [row["probabilities"] for row in alone]
+    # evaluate scores the same predictions: its confusion matrix columns count predict's labels
+    report = tmp_path / "r.json"
+    assert invoke("evaluate", artifact, "--data", pairs, "--json", report).exit_code == 0
+    matrix = json.loads(report.read_text())["confusion_matrix"]
+    labels = read_manifest(artifact)["task"]["labels"]
+    assert [sum(row[i] for row in matrix) for i in range(len(labels))] == \
+        [sum(str(row["label"]) == str(label) for row in rows) for label in labels]
+    # texts on the command line carry their pair with --pair, one per text
+    result = invoke("predict", artifact, texts[0], texts[1], "--pair", seconds[0], "--pair", seconds[1],
+                    "--json", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == with_pairs[:2]
+    assert_user_error(invoke("predict", artifact, texts[0], texts[1], "--pair", seconds[0]),
+                      "2 texts but 1 second texts")
+
+
+def test_predict_warns_about_empty_texts_and_still_answers(tmp_path, tiny_artifact):
+    out = tmp_path / "p.json"
+    result = invoke("predict", tiny_artifact, "", "   ", "a good film", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 3 texts are empty" in result.output
+    assert len(json.loads(out.read_text())) == 3
+    result = invoke("predict", tiny_artifact, "a good film")
+    assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_training_labels_written_as_text_and_evaluation_labels_as_numbers(tmp_path, tiny_bert_dir, tiny_data):
+    rows = "".join(f"good film {i}\t1\nbad film {i}\t0\nodd film {i}\tmaybe\n" for i in range(10))
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + rows)
+    result = invoke(*finetune_args(str(tiny_bert_dir), tmp_path / "train.tsv", tmp_path / "out", "--eval",
+                                   tiny_data / "validation.tsv"))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_run_that_fails_after_building_keeps_its_stages_and_says_how_to_resume(tmp_path, tiny_artifact,
+                                                                                tiny_data):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        f'[recipe]\nformat = "bertc-recipe"\nversion = 1\nbaseline = "{tiny_artifact.absolute()}"\n'
+        f'candidates = []\n\n[bench]\ndata = "{tiny_data / "validation.tsv"}"\nsplit = "validation"\n\n'
+        f'[[stages]]\nname = "onnx"\nkind = "export"\ninput = "{tiny_artifact.absolute()}"\n'
+        '[stages.config]\nverify_samples = 8\n\n'
+        '[[stages]]\nname = "pruned"\nkind = "prune"\ninput = "onnx"\n[stages.config]\nheads = 2\n')
+    out = tmp_path / "out"
+    result = invoke("run", recipe, "--out", out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.splitlines()  # stdout says which stages ran
+    assert len(lines) == 1 and re.search("not a PyTorch one.*kept in .*--resume", lines[0]), result.stderr
+    assert (out / "stages" / "onnx" / "model.onnx").is_file() and not (out / "stages" / "pruned").exists()

@@ -1,4 +1,6 @@
 import json
+import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ import bertc
 from bertc.errors import BertcError
 from bertc.modeling import (
     PrunedAttention,
+    check_max_length,
     embedded_model_path,
     encoder_layers,
     every_other_layer,
@@ -16,8 +19,10 @@ from bertc.modeling import (
     layer_shapes,
     load_pretrained_classifier,
     make_student,
+    max_length_problem,
     record_layer_shapes_,
     resolve_model_source,
+    usable_positions,
 )
 from bertc.torch_artifact import save_artifact
 
@@ -115,3 +120,35 @@ def test_make_student_copies_and_leaves_the_teacher_alone(tiny_bert_dir):
     assert torch.equal(encoder_layers(student)[0].output.dense.weight, encoder_layers(teacher)[1].output.dense.weight)
     assert encoder_layers(student)[0].output.dense.weight is not encoder_layers(teacher)[1].output.dense.weight
     assert all(p.requires_grad for p in student.parameters())
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated"])
+def test_damaged_pretrained_weights_are_named_in_one_line(tmp_path, tiny_bert_dir, how):
+    copy = shutil.copytree(tiny_bert_dir, tmp_path / "model")
+    weights = copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+    with pytest.raises(BertcError) as caught:
+        load_pretrained_classifier(str(copy), ["neg", "pos"])
+    message = str(caught.value)
+    assert message.startswith(f"{weights} is damaged (") and message.endswith("); re-create it")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("model_type, pad, positions, usable", [
+    ("bert", 0, 512, 512), ("electra", 0, 512, 512),
+    ("roberta", 1, 514, 512), ("xlm-roberta", 1, 514, 512), ("camembert", 1, 514, 512), ("roberta", 0, 128, 127),
+])
+def test_usable_positions_leave_out_the_ones_roberta_reserves(model_type, pad, positions, usable):
+    config = SimpleNamespace(model_type=model_type, pad_token_id=pad, max_position_embeddings=positions)
+    assert usable_positions(config) == usable
+
+
+@pytest.mark.parametrize("fixture, limit", [("tiny_bert_dir", 128), ("tiny_roberta_dir", 127)])
+def test_max_length_beyond_the_position_embeddings_is_refused(request, fixture, limit):
+    model, _ = load_pretrained_classifier(str(request.getfixturevalue(fixture)), ["neg", "pos"])
+    check_max_length(model, limit)
+    assert max_length_problem(model, limit) is None
+    with pytest.raises(BertcError, match=rf"^--max-length {limit + 1} is more than the {limit} tokens the student "
+                                         rf"can read \(its position embeddings\); pass --max-length {limit} or less$"):
+        check_max_length(model, limit + 1, "the student")

@@ -27,12 +27,11 @@ from bertc.bench.latency import (
     measure,
     open_backend,
     planned_calls,
-    speedup,
     summarize,
 )
-from bertc.bench.machine import cores_used_by_others, cpu_counters, other_load, usable_threads
+from bertc.bench.machine import choose_threads, cores_used_by_others, cpu_counters, other_load
 from bertc.bench.memory import peak_memory
-from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION, check_results_output
+from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION, check_results_output, speedup
 from bertc.bench.standard import standard_recipe_variants, unpruned_parent
 from bertc.bench.variants import KINDS, describe_variants
 from bertc.console import console
@@ -52,7 +51,7 @@ def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, 
     variants = describe_variants(artifacts, config.baseline)
     check_variants(variants, config)
     dataset = read_data(config, variants)
-    threads = config.threads or usable_threads()
+    threads, threading = choose_threads(config.threads)
     before = other_load(warn=True)
     started = cpu_counters()
     with tempfile.TemporaryDirectory(prefix="bertc-standard-") if config.standard_recipe else nullcontext() as tmp:
@@ -61,6 +60,7 @@ def bench(artifacts: list[Path | str], config: BenchConfig, out: Path | str, *, 
         settings = [Setting(b, s) for s in config.seq_lens for b in sorted(set(config.batch_sizes))]
         measure_all(variants, dataset, settings, config, threads)
     results = assemble(variants, settings, config, threads, dataset)
+    results["environment"].update(threading)
     results["environment"]["other_load"] = {"before": before, "during": cores_used_by_others(started, cpu_counters())}
     write_json(out, results)
     return results

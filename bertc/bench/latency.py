@@ -303,9 +303,3 @@ def summarize(rounds_ms: list[list[float]], batch_size: int) -> dict:
         "throughput_max": batch_size * 1000 / min(round_mean),
     }
 
-
-def speedup(variant: dict, baseline: dict) -> dict:
-    """Baseline p50 over variant p50, with the range of the same ratio taken round by round."""
-    pairs = [b / v for v, b in zip(variant["round_p50_ms"], baseline["round_p50_ms"]) if v > 0]
-    return {"speedup": baseline["p50_ms"] / variant["p50_ms"] if variant["p50_ms"] > 0 else None,
-            "speedup_min": min(pairs) if pairs else None, "speedup_max": max(pairs) if pairs else None}

@@ -44,3 +44,24 @@ def other_load(warn: bool = False, seconds: float = 0.5) -> float | None:
 
 def usable_threads() -> int:
     return usable_cores()
+
+
+def choose_threads(requested: int | None) -> tuple[int, dict]:
+    """Threads per variant (``--threads``, else all usable cores) and a record of where the number came from.
+
+    The count is set explicitly for PyTorch and ONNX Runtime, so OMP_NUM_THREADS has no say; when it asks for
+    another count, one warning line names both and the one used.
+    """
+    threads = requested or usable_threads()
+    count = f"{threads} thread" + ("" if threads == 1 else "s")
+    source = "--threads" if requested else "all usable cores"
+    omp = os.environ.get("OMP_NUM_THREADS") or None  # set but empty: unset, as OpenMP reads it
+    if omp is not None and omp.strip() != str(threads):
+        if requested:
+            text = f"--threads {threads} overrides OMP_NUM_THREADS={omp}: every variant runs with {count}"
+        else:
+            hint = f"--threads {omp.strip()}" if omp.strip().isdigit() and int(omp) > 0 else "--threads N"
+            text = (f"OMP_NUM_THREADS={omp} is not used: every variant runs with {count} (all usable "
+                    f"cores); pass {hint} to choose the count")
+        console.print(f"warning: {text}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+    return threads, {"threads_from": source, "omp_num_threads": omp}

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
+import math
 from pathlib import Path
 
 from bertc.artifact import check_output, staging_dir
-from bertc.bench.results import read_results
+from bertc.bench.figures import figures
+from bertc.bench.results import read_results, reference_setting, row_at, setting_label
 from bertc.errors import BertcError
 from bertc.formatting import megabytes, pct, signed
 from bertc.formatting import points as points_text
@@ -24,7 +25,7 @@ from bertc.formatting import points as points_text
 def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_drop: float = 1.0, *,
            latency_budget_ms: float | None = None, overwrite: bool = False) -> Path:
     """Write report.md, report.html and figures/ for one or more results files into ``out_dir``."""
-    if max_accuracy_drop < 0:
+    if not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise BertcError(f"--max-accuracy-drop must be at least 0 (points of accuracy), got {max_accuracy_drop}")
     if not results_files:
         raise BertcError("no results files given; pass one or more JSON files written by `bertc bench`")
@@ -43,35 +44,6 @@ def report(results_files: list[Path | str], out_dir: Path | str, max_accuracy_dr
 
 
 # ---------------------------------------------------------------------------------------------- content
-
-def reference_setting(results: dict) -> dict:
-    """The setting the recommendation uses: the smallest batch with real lengths, else the first one."""
-    settings = results["settings"]
-    real = [s for s in settings if s["seq_len"] == "real"]
-    return min(real or settings[:1], key=lambda s: s["batch_size"])
-
-
-def setting_label(setting: dict) -> str:
-    seq = "real lengths" if setting["seq_len"] == "real" else f"{setting['seq_len']} tokens"
-    return f"batch {setting['batch_size']}, {seq}"
-
-
-def row_at(variant: dict, setting: dict) -> dict:
-    for row in variant["latency"]:
-        if row["batch_size"] == setting["batch_size"] and row["seq_len"] == setting["seq_len"]:
-            return row
-    raise BertcError(f"results for {variant['name']} lack the setting {setting_label(setting)}; "
-                     "the file was edited or is damaged, re-run `bertc bench`")
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of (latency, accuracy) points that no other point beats on both, ordered by latency."""
-    def beats(a, b):
-        return a[0] <= b[0] and a[1] >= b[1] and a != b
-
-    front = [i for i, p in enumerate(points) if not any(beats(q, p) for q in points)]
-    return sorted(front, key=lambda i: points[i][0])
-
 
 def within_budget(results: dict, variant: dict, max_accuracy_drop: float) -> bool:
     """Accuracy at most ``max_accuracy_drop`` points below the baseline's (always, when it was not measured)."""
@@ -134,7 +106,7 @@ def recommend(results: dict, max_accuracy_drop: float, latency_budget_ms: float 
         accuracy = "Accuracy was not measured (--no-accuracy), so the budget was not checked."
     text = (f"Ship {best['name']}: at {where}, it takes {num(p50[best['name']])} ms (p50) against "
             f"{num(p50[base['name']])} ms for the baseline {base['name']}, {row['speedup']:.2f}x faster "
-            f"(per-round range {row['speedup_min']:.2f}-{row['speedup_max']:.2f}x). {accuracy}")
+            f"(median of the per-round ratios, range {row['speedup_min']:.2f}-{row['speedup_max']:.2f}x). {accuracy}")
     size = best.get("vs_baseline", {}).get("size_ratio")
     if size and abs(size - 1) < 0.03:
         text += f" Its size on disk is about the baseline's ({megabytes(best['size_bytes'])} MB)."
@@ -263,96 +235,11 @@ def notes(results: dict) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- figures
-
-def figures(results: dict, max_accuracy_drop: float, number: int) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    out = {}
-    if all(v.get("accuracy") is not None for v in results["variants"]):
-        out[f"{number}-accuracy-vs-latency.png"] = scatter(results, max_accuracy_drop)
-    out[f"{number}-latency-by-batch-size.png"] = by_batch_size(results)
-    return out
-
-
-def style(results: dict, i: int, v: dict) -> dict:
-    marker = "s" if v["name"] == results["baseline"] else ("^" if v.get("standard_recipe") else "o")
-    return {"color": f"C{i % 10}", "marker": marker}
-
-
-def png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def scatter(results: dict, max_accuracy_drop: float) -> bytes:
-    import matplotlib.pyplot as plt
-
-    setting = reference_setting(results)
-    variants = results["variants"]
-    points = [(row_at(v, setting)["p50_ms"], 100 * v["accuracy"]) for v in variants]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for i, (v, (x, y)) in enumerate(zip(variants, points)):
-        row = row_at(v, setting)
-        ax.errorbar([x], [y], xerr=[[x - min(row["round_p50_ms"])], [max(row["round_p50_ms"]) - x]],
-                    markersize=9, linestyle="none", label=v["name"], **style(results, i, v))
-        ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    front = pareto_front(points)
-    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=320, facecolors="none",
-               edgecolors="0.25", linewidths=1.2, label="Pareto front (no variant both faster and more accurate)")
-    if len(front) > 1:
-        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="0.35",
-                linestyle="--", linewidth=1.2)
-    base = next(v for v in variants if v["name"] == results["baseline"])
-    ax.axhline(100 * base["accuracy"] - max_accuracy_drop, color="0.6", linestyle=":",
-               label=f"budget: baseline - {points_text(max_accuracy_drop)}")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"p50 latency, ms ({setting_label(setting)}; bars: per-round range)")
-    ax.set_ylabel("accuracy, %")
-    ax.set_title("accuracy versus latency")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return png(fig)
-
-
-def by_batch_size(results: dict) -> bytes:
-    import matplotlib.pyplot as plt
-
-    seq_lens = list(dict.fromkeys(s["seq_len"] for s in results["settings"]))
-    fig, axes = plt.subplots(2, len(seq_lens), figsize=(5.2 * len(seq_lens), 7.5), squeeze=False)
-    for col, seq in enumerate(seq_lens):
-        for i, v in enumerate(results["variants"]):
-            rows = sorted((r for r in v["latency"] if r["seq_len"] == seq), key=lambda r: r["batch_size"])
-            sizes = [r["batch_size"] for r in rows]
-            low = [r["p50_ms"] - min(r["round_p50_ms"]) for r in rows]
-            high = [max(r["round_p50_ms"]) - r["p50_ms"] for r in rows]
-            axes[0][col].errorbar(sizes, [r["p50_ms"] for r in rows], yerr=[low, high], capsize=3, label=v["name"],
-                                  **style(results, i, v))
-            axes[1][col].plot(sizes, [r["throughput"] for r in rows], label=v["name"], **style(results, i, v))
-        what = "real lengths" if seq == "real" else f"{seq} tokens"
-        axes[0][col].set_title(f"p50 latency by batch size ({what})")
-        axes[0][col].set_ylabel("p50 latency, ms")
-        axes[1][col].set_title(f"throughput by batch size ({what})")
-        axes[1][col].set_ylabel("samples / s")
-        sizes = sorted({s["batch_size"] for s in results["settings"] if s["seq_len"] == seq})
-        for ax in axes[:, col]:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sizes, [str(b) for b in sizes])
-            ax.minorticks_off()
-            ax.set_yscale("log")
-            ax.set_xlabel("batch size")
-            ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return png(fig)
-
-
 # ---------------------------------------------------------------------------------------------- writers
+
+HOW_MEASURED = ("Latency is the time of one model call on an already tokenised batch; ranges are the spread of "
+                "per-round medians of interleaved rounds. A speedup is the median of the per-round ratios to the "
+                "baseline, and its range the spread of those same ratios.")
 
 def to_markdown(sections: list[dict], max_accuracy_drop: float) -> str:
     def table(headers, rows):
@@ -361,9 +248,7 @@ def to_markdown(sections: list[dict], max_accuracy_drop: float) -> str:
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in escape[1:]])
 
     parts = ["# bertc benchmark report", "",
-             f"Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. Latency is the time of "
-             "one model call on an already tokenised batch; ranges are the spread of per-round medians of interleaved "
-             "rounds.", ""]
+             f"Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. {HOW_MEASURED}", ""]
     for s in sections:
         parts += [f"## {s['title']}", "", "### Recommendation", "", s["recommendation"], ""]
         parts += [f"> Note: {note}\n" for note in s["notes"]]
@@ -393,9 +278,7 @@ def to_html(sections: list[dict], max_accuracy_drop: float) -> str:
 
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>bertc benchmark report</title>",
              f"<style>{CSS}</style></head><body><h1>bertc benchmark report</h1>",
-             f"<p>Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. Latency is the time of "
-             "one model call on an already tokenised batch; ranges are the spread of per-round medians of "
-             "interleaved rounds.</p>"]
+             f"<p>Accuracy budget: at most {points_text(max_accuracy_drop)} below the baseline. {HOW_MEASURED}</p>"]
     for s in sections:
         parts += [f"<h2>{e(s['title'])}</h2><h3>Recommendation</h3>",
                   f"<p class='recommendation'>{e(s['recommendation'])}</p>",
@@ -417,7 +300,8 @@ def console_tables(results: dict) -> list:
 
     setting = reference_setting(results)
     summary = Table("variant", "backend", "p50 ms", "p99 ms", "samples/s", "speedup", "acc %", "delta", "MB",
-                    "RSS MB", title=f"variants at {setting_label(setting)} (ranges: per-round medians)")
+                    "RSS MB", title=f"variants at {setting_label(setting)} (ranges: per-round "
+                    "medians; speedup: median of per-round ratios)")
     for v in results["variants"]:
         row = row_at(v, setting)
         summary.add_row(v["name"], v["backend"] + (f" {v['variant']}" if v.get("variant") else ""), ms(row),

@@ -67,14 +67,28 @@ def step_summary(manifest: dict) -> str:
     kind = model.get("kind", "pytorch")
     parts.append(" ".join(str(x) for x in (kind, model.get("variant"), model.get("quantization")) if x))
     if model.get("heads_per_layer"):
-        heads, ffn = model["heads_per_layer"], model.get("ffn_per_layer") or []
-        parts.append(f"{len(heads)} layers, {sum(heads)} heads, FFN {sum(ffn)}")
+        parts.append(shape_summary(model["heads_per_layer"], model.get("ffn_per_layer") or []))
     if model.get("num_parameters"):
         parts.append(f"{model['num_parameters'] / 1e6:.2f}M parameters")
     accuracy = manifest.get("metrics", {}).get("eval", {}).get("accuracy")
     if accuracy is not None:
         parts.append(f"eval accuracy {100 * accuracy:.2f}%")
     return "; ".join(parts)
+
+
+def shape_summary(heads: list[int], ffn: list[int]) -> str:
+    """Per-layer sizes as they are, never summed: "6 layers, 12 heads and FFN 1536 per layer", or the list of
+    each layer's size where layers differ ("3 layers, heads 4,4,2 and FFN 1536,768,768 per layer")."""
+    def sizes(values: list[int]) -> str:
+        return str(values[0]) if len(set(values)) == 1 else ",".join(str(v) for v in values)
+
+    def plural(count: int, word: str) -> str:
+        return f"{count} {word}" + ("" if count == 1 else "s")
+
+    per_layer = [plural(heads[0], "head") if len(set(heads)) == 1 else f"heads {sizes(heads)}"]
+    if ffn:
+        per_layer.append(f"FFN {sizes(ffn)}")
+    return f"{plural(len(heads), 'layer')}, {' and '.join(per_layer)} per layer"
 
 
 def model_size(path: Path) -> int:

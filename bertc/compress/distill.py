@@ -17,10 +17,10 @@ from bertc.data.prepare import check_model_labels, prepare_data, task_record
 from bertc.errors import BertcError
 from bertc.inference.evaluation import score_dataset
 from bertc.inference.pytorch import TorchPredictor
-from bertc.modeling import encoder_layers, every_other_layer, make_student
+from bertc.modeling import check_max_length, encoder_layers, every_other_layer, make_student
 from bertc.torch_artifact import Artifact, load_artifact, save_artifact
 from bertc.training.trainer import check_device
-from bertc.training.workdir import is_main_process, remove_work_dir, work_dir_for
+from bertc.training.workdir import cleaned_up_on_failure, is_main_process, remove_work_dir, work_dir_for
 
 
 def distill(src: Path | str, config: DistillConfig, out: Path | str, *, overwrite: bool = False,
@@ -32,6 +32,8 @@ def distill(src: Path | str, config: DistillConfig, out: Path | str, *, overwrit
     check_device(config.train)
     teacher = load_artifact(src)
     student, tokenizer, layer_map = choose_student(teacher, config)
+    check_max_length(student, config.train.max_length, "the student")
+    check_max_length(teacher.model, config.train.max_length, "the teacher")
     data_config, data_source = config.data.resolve(teacher.manifest)
     if data_config is None:
         raise BertcError(f"distillation needs training data ({data_source}); pass --train")
@@ -41,23 +43,24 @@ def distill(src: Path | str, config: DistillConfig, out: Path | str, *, overwrit
 
     set_seed(config.train.seed)
     work_dir = work_dir_for(out)
-    result = distill_(student, teacher.model, tokenizer, data, {label: i for i, label in enumerate(labels)},
-                      config.train, config.loss, layer_map=layer_map, work_dir=work_dir, resume=resume)
-    if not is_main_process():
-        return out
-    max_length = config.train.max_length
-    predictor = TorchPredictor(result.model, tokenizer, labels, max_length, config.train.eval_batch_size,
-                               result.metrics["device"])
-    metrics = {"eval": {**score_dataset(predictor, data.eval), "data": data.eval.source},
-               "training": result.metrics}
-    before, after = size_report(teacher.model, max_length), size_report(result.model, max_length)
-    compression = {"technique": "distill", "teacher": parent_record(src), "layer_map": layer_map,
-                   "student": parent_record(config.student) if config.student else "made from the teacher",
-                   "data": data_source, "before": before, "after": after, "ratios": compare_sizes(before, after)}
-    save_artifact(out, result.model.cpu(), tokenizer, stage="distill", config=config,
-                  task=task_record(data_config, data, labels, max_length), parent=config.student or src,
-                  metrics=metrics, extra={"compression": compression},
-                  extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
+    with cleaned_up_on_failure(work_dir, resume=resume):
+        result = distill_(student, teacher.model, tokenizer, data, {label: i for i, label in enumerate(labels)},
+                          config.train, config.loss, layer_map=layer_map, work_dir=work_dir, resume=resume)
+        if not is_main_process():
+            return out
+        max_length = config.train.max_length
+        predictor = TorchPredictor(result.model, tokenizer, labels, max_length, config.train.eval_batch_size,
+                                   result.metrics["device"])
+        metrics = {"eval": {**score_dataset(predictor, data.eval), "data": data.eval.source},
+                   "training": result.metrics}
+        before, after = size_report(teacher.model, max_length), size_report(result.model, max_length)
+        compression = {"technique": "distill", "teacher": parent_record(src), "layer_map": layer_map,
+                       "student": parent_record(config.student) if config.student else "made from the teacher",
+                       "data": data_source, "before": before, "after": after, "ratios": compare_sizes(before, after)}
+        save_artifact(out, result.model.cpu(), tokenizer, stage="distill", config=config,
+                      task=task_record(data_config, data, labels, max_length), parent=config.student or src,
+                      metrics=metrics, extra={"compression": compression},
+                      extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
     remove_work_dir(work_dir)
     return out
 

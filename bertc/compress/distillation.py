@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from bertc.compress.config import DistillLoss
 from bertc.data.prepare import PreparedData
-from bertc.modeling import PrunedAttention, encoder_layers, head_size
+from bertc.modeling import PrunedAttention, check_max_length, encoder_layers, head_size
 from bertc.training.config import TrainConfig
 from bertc.training.trainer import BertcTrainer, TrainResult, train_model
 
@@ -30,6 +30,7 @@ def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, tr
              description: str = "distilling") -> TrainResult:
     """Train ``student`` in place on ``data`` to match ``teacher`` (student layer i to teacher layer
     ``layer_map[i]`` for the intermediate losses); checkpoints go to ``work_dir`` so a killed run can resume."""
+    check_max_length(teacher, train_config.max_length, "the teacher")
     return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
                        trainer_class=DistillTrainer, description=description,
                        trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map)})

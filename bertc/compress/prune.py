@@ -31,11 +31,19 @@ from bertc.modeling import (
     keep_layers_,
     keep_neurons_,
     layer_shapes,
+    max_length_problem,
     record_layer_shapes_,
 )
 from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from bertc.training.trainer import TrainResult, check_device, resolve_device, train_model
-from bertc.training.workdir import CONFIG_FILE, check_resume_record, remove_work_dir, work_dir_for
+from bertc.training.workdir import (
+    CONFIG_FILE,
+    check_resume_record,
+    cleaned_up_on_failure,
+    has_checkpoint,
+    remove_work_dir,
+    work_dir_for,
+)
 
 IMPORTANCE_FILE = "importance.json"
 RUN_FILE, STEP_FILE = "prune_run.json", "step.json"
@@ -60,12 +68,13 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
         check_model_labels(data, task["labels"])
     work_dir = work_dir_for(out)
     start_work_dir(work_dir, {"artifact": str(src.absolute()), **to_jsonable(config)}, resume)
-    result = prune_(artifact.model.to(device), artifact.tokenizer, config, data, work_dir, labels=task["labels"],
-                    max_length=task.get("max_length") or 128, resume=resume)
-    compression, extra_files = artifact_records(result, work_dir, data_source if data is not None else None)
-    save_artifact(out, result.model.cpu(), artifact.tokenizer, stage="prune", config=config, task=task,
-                  parent=src, metrics=result.metrics(), extra={"compression": compression},
-                  extra_files=extra_files, overwrite=overwrite)
+    with cleaned_up_on_failure(work_dir, resume=resume, resumable=has_finished_work):
+        result = prune_(artifact.model.to(device), artifact.tokenizer, config, data, work_dir,
+                        labels=task["labels"], max_length=task.get("max_length") or 128, resume=resume)
+        compression, extra_files = artifact_records(result, work_dir, data_source if data is not None else None)
+        save_artifact(out, result.model.cpu(), artifact.tokenizer, stage="prune", config=config, task=task,
+                      parent=src, metrics=result.metrics(), extra={"compression": compression},
+                      extra_files=extra_files, overwrite=overwrite)
     remove_work_dir(work_dir)
     return out
 
@@ -209,6 +218,8 @@ def check_against_model(config: PruneConfig, model) -> None:
     if config.ffn_size is not None and config.ffn_size > max(ffn):
         problems.append(f"--ffn-size {config.ffn_size} is more than the model's {max(ffn)} intermediate neurons; "
                         f"pass 1 to {max(ffn)} or a share with --ffn")
+    if config.recover is not None and (too_long := max_length_problem(model, config.recover.max_length)):
+        problems.append(too_long)
     if problems:
         raise BertcError("; ".join(problems))
 
@@ -300,6 +311,11 @@ def start_work_dir(work_dir: Path, run: dict, resume: bool) -> None:
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     saved.write_text(json.dumps(run, indent=1) + "\n")
+
+
+def has_finished_work(work_dir: Path) -> bool:
+    """Whether ``--resume`` can continue an interrupted run: a finished step or a recovery checkpoint."""
+    return any(work_dir.glob(f"step-*/*/{STEP_FILE}")) or any(map(has_checkpoint, work_dir.glob("step-*/recovery")))
 
 
 def save_step(directory: Path, model, record: dict, origins: list[int], head_origins: list[list[int]]) -> None:

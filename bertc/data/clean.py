@@ -1,4 +1,5 @@
-"""Cleaning: normalise whitespace, drop empty rows and exact duplicates, find conflicting labels."""
+"""Cleaning: normalise whitespace, drop empty rows (and, for training data, exact duplicates), find conflicting
+labels."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def normalise(text: str | None) -> str:
     return " ".join(text.split()) if text else ""
 
 
-def clean(dataset: TextDataset) -> tuple[TextDataset, CleaningReport]:
+def clean(dataset: TextDataset, drop_duplicates: bool = True) -> tuple[TextDataset, CleaningReport]:
+    """The usable rows of ``dataset`` with whitespace normalised; exact duplicates are dropped only with
+    ``drop_duplicates`` (training data: evaluation data is scored as given)."""
     report = CleaningReport(rows_in=len(dataset))
     keep, seen = [], set()
     labels_of = defaultdict(set)
@@ -37,7 +40,7 @@ def clean(dataset: TextDataset) -> tuple[TextDataset, CleaningReport]:
         if label is None:
             report.missing_label += 1
             continue
-        if (key_text, label) in seen:
+        if drop_duplicates and (key_text, label) in seen:
             report.duplicates += 1
             continue
         seen.add((key_text, label))

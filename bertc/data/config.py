@@ -41,7 +41,7 @@ class DataConfig:
     max_train_samples: int | None = None  # use only the first N training examples (after cleaning)
     max_eval_samples: int | None = None  # use only the first N evaluation examples (after cleaning)
     val_fraction: float = 0.1  # share held out for validation when no evaluation data is given
-    clean: bool = True  # normalise whitespace, drop empty rows and duplicates
+    clean: bool = True  # normalise whitespace, drop empty rows and duplicate training rows
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 42  # seed of the validation split
 

@@ -17,3 +17,10 @@ def check_known_labels(found: Iterable, known: Iterable, source: str, fix: str) 
     if unknown:
         raise BertcError(f"{source} has labels the model does not know ({', '.join(unknown[:5])}); the model "
                          f"predicts {', '.join(known)}. {fix}")
+
+
+def align_labels(found: Iterable, known: Iterable) -> list:
+    """``found`` in the form of ``known``: labels equal as text become the known label (the evaluation file's 1 is
+    the training file's "1" when another training label made those text); unknown labels stay as they are."""
+    by_text = {str(label): label for label in known}
+    return [by_text.get(str(label), label) if label is not None else None for label in found]

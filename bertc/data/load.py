@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -186,14 +187,18 @@ def as_text(value) -> str | None:
 
 
 def parse_labels(values: list) -> list:
-    """Integer labels stay integers (also when read as strings); anything else becomes a string."""
+    """Integer labels stay integers (also when read as strings); anything else becomes a string. A missing label
+    (an empty cell, None, NaN however written, an infinite number) is None: cleaning counts it as unlabelled."""
     cleaned = []
     for v in values:
-        if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
+        if hasattr(v, "dtype") and hasattr(v, "item"):  # a numpy scalar (parquet, Hub datasets): its Python value
+            v = v.item()
+        if (v is None or (isinstance(v, float) and not math.isfinite(v))
+                or (isinstance(v, str) and v.strip().lower() in ("", "nan"))):
             cleaned.append(None)
         elif isinstance(v, bool):
             cleaned.append(str(v).lower())
-        elif isinstance(v, int) or (hasattr(v, "dtype") and "int" in str(getattr(v, "dtype", ""))):
+        elif isinstance(v, int):
             cleaned.append(int(v))
         elif isinstance(v, float) and v.is_integer():
             cleaned.append(int(v))
@@ -236,4 +241,5 @@ def read_texts(data: str, text_column: str | None = None,
         pair = PAIR_CANDIDATES[text]
     if pair is not None:
         pick_column(frame, pair, (), "text-pair", "--text-pair-column")
-    return [str(t) for t in frame[text]], ([str(p) for p in frame[pair]] if pair else None)
+    texts = [as_text(t) or "" for t in frame[text].tolist()]  # a missing cell is an empty text, never "nan"
+    return texts, ([as_text(p) or "" for p in frame[pair].tolist()] if pair else None)

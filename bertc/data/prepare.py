@@ -8,7 +8,7 @@ from pathlib import Path
 from bertc.data.augment import augment
 from bertc.data.clean import CleaningReport, clean
 from bertc.data.config import Columns, DataConfig
-from bertc.data.labels import check_known_labels
+from bertc.data.labels import align_labels, check_known_labels
 from bertc.data.load import TextDataset, find_split_file, read_dataset
 from bertc.data.split import stratified_split
 from bertc.errors import BertcError
@@ -23,12 +23,14 @@ class PreparedData:
 
 
 def read_eval_data(path: str, columns: Columns, split: str = "validation", do_clean: bool = True,
-                   max_samples: int | None = None) -> tuple[TextDataset, CleaningReport | None]:
-    """Evaluation data: cleaned the same way as training data but never augmented."""
+                   max_samples: int | None = None, drop_duplicates: bool = False,
+                   ) -> tuple[TextDataset, CleaningReport | None]:
+    """Evaluation data, scored as given: cleaning normalises whitespace and drops rows without text or label
+    (the report counts them) but keeps duplicate rows unless asked; never augmented."""
     dataset = read_dataset(path, columns, split=split)
     report = None
     if do_clean:
-        dataset, report = clean(dataset)
+        dataset, report = clean(dataset, drop_duplicates=drop_duplicates)
     if len(dataset) == 0:
         raise BertcError(f"{dataset.source} has no usable rows after cleaning; check the file and its columns")
     return dataset.head(max_samples), report
@@ -65,6 +67,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
         train, evaluation = stratified_split(train, config.val_fraction, config.seed)
         evaluation = evaluation.head(config.max_eval_samples)
         report["eval_source"] = f"{config.val_fraction:.0%} stratified split of the training data"
+    evaluation.labels = align_labels(evaluation.labels, labels)  # 1 in one file is "1" in the other
     unseen = sorted({str(label) for label in evaluation.labels} - {str(label) for label in labels})
     if unseen:
         raise BertcError(f"evaluation data has labels never seen in training ({', '.join(unseen[:5])}); "
@@ -75,7 +78,6 @@ def prepare_data(config: DataConfig) -> PreparedData:
         report["augmented_examples"] = len(train) - before
     report["train_examples"], report["eval_examples"] = len(train), len(evaluation)
     return PreparedData(train=train, eval=evaluation, labels=labels, report=report)
-
 
 
 def check_model_labels(data: PreparedData, labels: list) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -153,7 +154,7 @@ def method_config(method: str, *, per_channel: bool | None = None, reduce_range:
     if method not in classes:
         raise BertcError(f"--method {method!r} is not one of {', '.join(classes)}")
     cls = classes[method]
-    accepted = set(cls.__dataclass_fields__) - {"method", "seed"}
+    accepted = {f.name for f in dataclasses.fields(cls) if f.init} - {"seed"}
     wrong = sorted(set(given) - accepted)
     if wrong:
         flags = ", ".join("--" + name.replace("_", "-") for name in wrong)

@@ -9,6 +9,7 @@ fuser renames what it fuses). Quantization and fp16 conversion use these groups 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import onnx
 
@@ -20,6 +21,20 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "Skip
 LAYER_NORMS = frozenset({"LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
                          "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"})
 EMBEDDINGS, HEAD = "embeddings", "classifier"
+
+
+def load_graph(file: Path) -> onnx.ModelProto:
+    """The ONNX model of an artifact; a missing, truncated or foreign file is reported as damaged."""
+    if not file.is_file():
+        raise BertcError(f"{file} is missing; the artifact is damaged, re-create it with `bertc export`")
+    try:
+        proto = onnx.load(str(file))
+    except Exception as err:  # protobuf's DecodeError, onnx's own errors, OSError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BertcError(f"{file} is damaged ({first}); re-create the artifact with `bertc export`") from err
+    if not proto.graph.node:
+        raise BertcError(f"{file} is damaged (it holds no graph); re-create the artifact with `bertc export`")
+    return proto
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:

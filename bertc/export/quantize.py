@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from bertc.artifact import load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
+from bertc.export import graph
 from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
 from bertc.export.onnx import export_
 from bertc.export.quantizers import Source
@@ -91,7 +91,7 @@ def load_source(src: Path, manifest: dict, kind: str, config: QuantizeConfig, sa
         return Source(load_model(src), tokenizer, task, manifest["model"])
     if parent_kind == "onnx":
         file = src / manifest["model"].get("file", "model.onnx")
-        return Source(onnx.load(str(file)), tokenizer, task, manifest["model"], file=file)
+        return Source(graph.load_graph(file), tokenizer, task, manifest["model"], file=file)
     export_config = ExportConfig(data=config.eval_data, split=config.split, verify_samples=config.eval_samples,
                                  device=config.device)
     exported = export_(load_model(src, attn_implementation="eager"), tokenizer, export_config, task=task,

@@ -11,10 +11,10 @@ from bertc.errors import BertcError
 from bertc.finetune.config import FinetuneConfig
 from bertc.inference.evaluation import score_dataset
 from bertc.inference.pytorch import TorchPredictor
-from bertc.modeling import load_pretrained_classifier
+from bertc.modeling import check_max_length, load_pretrained_classifier
 from bertc.torch_artifact import load_artifact, save_artifact
 from bertc.training.trainer import TrainResult, check_device, train_model
-from bertc.training.workdir import is_main_process, remove_work_dir, work_dir_for
+from bertc.training.workdir import cleaned_up_on_failure, is_main_process, remove_work_dir, work_dir_for
 
 
 def finetune(src: Path | str | None, config: FinetuneConfig, out: Path | str, *, overwrite: bool = False,
@@ -32,22 +32,24 @@ def finetune(src: Path | str | None, config: FinetuneConfig, out: Path | str, *,
     data = prepare_data(config.data)
     set_seed(config.train.seed)  # before the new classification head is initialised
     model, tokenizer = starting_model(source, data.labels, trust_remote_code=config.trust_remote_code)
+    check_max_length(model, config.train.max_length)
     if is_main_process():
         describe_data(data)
     work_dir = work_dir_for(out)
-    result = finetune_(model, tokenizer, data, config, work_dir, resume=resume)
-    if not is_main_process():
-        return out
-    predictor = TorchPredictor(result.model, tokenizer, data.labels, config.train.max_length,
-                               config.train.eval_batch_size, result.metrics["device"])
-    metrics = {"eval": score_dataset(predictor, data.eval), "training": result.metrics}
-    extra = {"source_model": source}  # as given: a Hub id or None (the embedded model) is no parent artifact
-    if result.distributed:
-        extra["distributed"] = result.distributed
-    save_artifact(out, result.model.cpu(), tokenizer, stage="finetune", config=config,
-                  task=task_record(config.data, data, data.labels, config.train.max_length),
-                  parent=source if source and Path(source).exists() else None, metrics=metrics, extra=extra,
-                  extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
+    with cleaned_up_on_failure(work_dir, resume=resume):
+        result = finetune_(model, tokenizer, data, config, work_dir, resume=resume)
+        if not is_main_process():
+            return out
+        predictor = TorchPredictor(result.model, tokenizer, data.labels, config.train.max_length,
+                                   config.train.eval_batch_size, result.metrics["device"])
+        metrics = {"eval": score_dataset(predictor, data.eval), "training": result.metrics}
+        extra = {"source_model": source}  # as given: a Hub id or None (the embedded model) is no parent artifact
+        if result.distributed:
+            extra["distributed"] = result.distributed
+        save_artifact(out, result.model.cpu(), tokenizer, stage="finetune", config=config,
+                      task=task_record(config.data, data, data.labels, config.train.max_length),
+                      parent=source if source and Path(source).exists() else None, metrics=metrics, extra=extra,
+                      extra_files={"train_log.jsonl": result.log_file}, overwrite=overwrite)
     remove_work_dir(work_dir)
     return out
 
@@ -83,9 +85,10 @@ def describe_data(data: PreparedData) -> None:
         cleaning = report.get(f"{split}_cleaning")
         line = f"{split}: {report[f'{split}_examples']} examples from {report[f'{split}_source']}"
         if cleaning is not None:
-            line += (f" (cleaning dropped {cleaning.empty_text} empty, {cleaning.missing_label} unlabelled, "
-                     f"{cleaning.duplicates} duplicate rows; {cleaning.conflicting_texts} texts have conflicting "
-                     "labels)")
+            line += f" (cleaning dropped {cleaning.empty_text} empty, {cleaning.missing_label} unlabelled"
+            if split == "train":  # evaluation data keeps its duplicates: it is scored as given
+                line += f", {cleaning.duplicates} duplicate"
+            line += f" rows; {cleaning.conflicting_texts} texts have conflicting labels)"
         if split == "train" and report.get("augmented_examples"):
             line += f", {report['augmented_examples']} of them augmented"
         console.print(line, soft_wrap=True)

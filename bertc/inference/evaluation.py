@@ -9,11 +9,13 @@ import numpy as np
 from bertc.artifact import read_manifest
 from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
-from bertc.data.load import TextDataset
+from bertc.data.load import SPLIT_NAMES, TextDataset
 from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
-from bertc.inference.registry import load_predictor
+from bertc.inference.registry import check_runtime, load_predictor
 from bertc.metrics import classification_report
+
+SPLITS = tuple(SPLIT_NAMES)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -51,13 +53,18 @@ def task_columns(manifest: dict, text: str | None = None, pair: str | None = Non
 def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
              max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
     """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
+    if split not in SPLITS:
+        raise BertcError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    check_runtime(device, batch_size, max_samples)
     manifest = read_manifest(path)
     columns = columns or task_columns(manifest)
-    dataset, _ = read_eval_data(data, columns, split=split, max_samples=max_samples)
+    dataset, cleaning = read_eval_data(data, columns, split=split, max_samples=max_samples)
     predictor = load_predictor(path, device=device, batch_size=batch_size)
     report = score_dataset(predictor, dataset)
     report["artifact"] = str(Path(path).absolute())
     report["data"] = dataset.source
+    if cleaning is not None:
+        report["dropped_rows"] = {"empty_text": cleaning.empty_text, "missing_label": cleaning.missing_label}
     return report
 
 
@@ -66,4 +73,6 @@ def predict(path: Path | str, texts: list[str], pairs: list[str] | None = None, 
     """`bertc predict`: the label and class probabilities of each text."""
     if not texts:
         raise BertcError("no texts to predict; pass a text or --data PATH")
+    if pairs is not None and len(pairs) != len(texts):
+        raise BertcError(f"{len(texts)} texts but {len(pairs)} second texts (--pair); give one --pair per text")
     return predict_texts(load_predictor(path, device=device, batch_size=batch_size), texts, pairs)

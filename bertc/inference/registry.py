@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bertc.artifact import read_manifest
+from bertc.checks import raise_problems
 from bertc.errors import BertcError
 from bertc.inference.onnx import load_onnx_predictor
 from bertc.inference.pytorch import load_torch_predictor
@@ -19,6 +20,7 @@ from bertc.inference.torch_quantized import load_torch_dynamic_predictor
 
 PREDICTOR_LOADERS: dict[str, Callable] = {"pytorch": load_torch_predictor, "onnx": load_onnx_predictor,
                                           TORCH_QUANTIZED: load_torch_dynamic_predictor}
+DEVICES = ("cpu", "cuda")
 
 
 def register_predictor_loader(kind: str) -> Callable[[Callable], Callable]:
@@ -31,8 +33,20 @@ def register_predictor_loader(kind: str) -> Callable[[Callable], Callable]:
     return register
 
 
+def check_runtime(device: str, batch_size: int, max_samples: int | None = None) -> None:
+    """The options of running an artifact on data, checked before any model is loaded: all problems at once."""
+    problems = []
+    if device not in DEVICES:
+        problems.append(f"--device {device!r} is not one of {', '.join(DEVICES)}")
+    for flag, value in (("--batch-size", batch_size), ("--max-samples", max_samples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"{flag} must be a whole number of at least 1, got {value!r}")
+    raise_problems(problems)
+
+
 def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
     """The predictor of the artifact at ``path``, chosen by its model kind."""
+    check_runtime(device, batch_size)
     path = Path(path)
     manifest = read_manifest(path)
     kind = manifest["model"].get("kind", "pytorch")

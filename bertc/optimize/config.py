@@ -149,7 +149,7 @@ def parse_duration(text: str | None) -> float | None:
         return None
     units = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
     cleaned = text.strip().lower()
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(s|sec|min|m|hr|h)?", cleaned)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(sec|s|min|m|hr|h)?", cleaned)
     rebuilt = "".join(f"{n}{u}" for n, u in parts)
     if not parts or rebuilt != cleaned.replace(" ", "") or (len(parts) > 1 and not all(u for _, u in parts)):
         raise BertcError(f"--time-budget must be a duration such as 30m, 1.5h, 900s or 1h30m, got {text!r}")

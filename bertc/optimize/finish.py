@@ -13,6 +13,7 @@ from bertc.artifact import read_manifest, staging_dir
 from bertc.bench.bench import bench
 from bertc.bench.config import BenchConfig
 from bertc.bench.report import report
+from bertc.bench.results import speedup
 from bertc.console import console
 from bertc.formatting import pct, points, ratio, signed
 from bertc.inference.evaluation import evaluate
@@ -36,7 +37,7 @@ def finish_run(out: Path, baseline: Path, candidates: list[Path], select: Select
         if select.test:
             row["test_accuracy"] = evaluate(row["path"], select.test, split="test", max_samples=select.test_samples,
                                             device=target)["accuracy"]
-        row["vs_standard"] = standard["p50_ms"] / row["p50_ms"] if standard and row["p50_ms"] else None
+        row["vs_standard"] = speedup(row, standard)["speedup"] if standard else None
     for row in rows:
         if select.test:
             row["test_drop_points"] = 100 * (base["test_accuracy"] - row["test_accuracy"])

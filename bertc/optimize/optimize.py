@@ -34,6 +34,7 @@ from bertc.optimize.rundir import (
     RECIPE_FILE,
     STAGES_DIR,
     check_out_dir,
+    kept_for_resume,
     mark_finished,
     save_state,
     start_out_dir,
@@ -55,9 +56,10 @@ from bertc.optimize.stages import compression_stage, deploy_stages, finetune_sta
 def optimize(config: OptimizeConfig, out: Path | str, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Run the whole search into ``out``; returns the summary (winner, table, report path)."""
     run = Run.prepare(config, Path(out).absolute(), resume=resume, overwrite=overwrite)
-    run.baseline_stage()
-    run.search()
-    return run.finish()
+    with kept_for_resume(run.out, created=run.created):
+        run.baseline_stage()
+        run.search()
+        return run.finish()
 
 
 def config_record(config: OptimizeConfig) -> dict:
@@ -75,6 +77,7 @@ class Run:
         self.config, self.out, self.plan, self.probe, self.candidates = config, out, plan, probe, candidates
         self.state: dict = {"nodes": {}}
         self.resume, self.started = resume, started
+        self.created = False  # whether this run made ``out`` (so may remove it when it fails before building)
         self.stages_dir = out / STAGES_DIR
         self.costs = CostModel(probe.train_rate, probe.infer_rate, plan.selection_rows)
         self.inputs: dict[str, Path] = {}  # stage name -> artifact built or reused in this run
@@ -101,6 +104,7 @@ class Run:
         candidates = candidates_for(given, config.preset, probe.shape, config.target)
         run = cls(config, out, plan, probe, candidates, resume, started)
         run.check_time_budget()
+        run.created = previous is None
         run.state = start_out_dir(out, record, overwrite, previous)
         run.state["probe"] = {"train_samples_per_second": round(probe.train_rate, 2), "seq_len": probe.seq_len,
                               "inference_samples_per_second": round(probe.infer_rate, 2),

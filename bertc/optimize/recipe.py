@@ -40,12 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertc.artifact import is_artifact
+from bertc.artifact import is_artifact, read_manifest
 from bertc.bench.config import BenchConfig
 from bertc.compress.config import DistillConfig, PruneConfig
 from bertc.compress.distill import distill
 from bertc.compress.prune import RUN_FILE, prune
 from bertc.console import console
+from bertc.data.config import Columns
+from bertc.data.labels import check_known_labels
+from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, QuantizeConfig
 from bertc.export.onnx import export
@@ -53,9 +56,9 @@ from bertc.export.quantize import quantize
 from bertc.finetune.config import FinetuneConfig
 from bertc.finetune.finetune import finetune
 from bertc.jsonio import to_jsonable
+from bertc.optimize import rundir
 from bertc.optimize.config import SelectConfig
 from bertc.optimize.finish import finish_run
-from bertc.optimize.rundir import RECIPE_FILE, STAGES_DIR, check_out_dir, mark_finished, save_state, start_out_dir
 from bertc.optimize.toml_io import dumps, loads
 from bertc.training.workdir import CONFIG_FILE, work_dir_for
 
@@ -174,25 +177,37 @@ def read_recipe(path: Path | str) -> Recipe:
     if not path.is_file():
         raise BertcError(f"recipe {path} does not exist; pass a recipe.toml written by `bertc optimize`")
     try:
-        data = loads(path.read_text())
-    except (BertcError, UnicodeDecodeError) as err:
+        text = path.read_text()
+    except OSError as err:
+        raise BertcError(f"cannot read recipe {path} ({err.strerror or err}); check its permissions") from err
+    except UnicodeDecodeError as err:
+        raise BertcError(f"{path} is not valid TOML ({err}); fix the file or re-create it with `bertc optimize`") \
+            from err
+    try:
+        data = loads(text)
+    except BertcError as err:
         raise BertcError(f"{path} is not valid TOML ({err}); fix the file or re-create it with `bertc optimize`") \
             from err
     head = data.get("recipe", {})
-    if head.get("format") != RECIPE_FORMAT:
+    if not isinstance(head, dict) or head.get("format") != RECIPE_FORMAT:
         raise BertcError(f"{path} is not a bertc recipe ([recipe] format = \"{RECIPE_FORMAT}\" is missing)")
     if head.get("version") != RECIPE_VERSION:
         raise BertcError(f"{path} is recipe version {head.get('version')!r}; this bertc reads version "
                          f"{RECIPE_VERSION}. Re-create it with `bertc optimize`")
     stages: list[RecipeStage] = []
-    for i, raw in enumerate(data.get("stages", [])):
+    raws = data.get("stages", [])
+    if not isinstance(raws, list) or not all(isinstance(raw, dict) for raw in raws):
+        raise BertcError(f"{path.name}: stages must be [[stages]] tables, got {raws!r}")
+    for i, raw in enumerate(raws):
         stages.append(read_stage(raw, f"{path.name}: stage {i + 1} ({raw.get('name') or 'unnamed'})",
                                  [s.name for s in stages]))
     names = {s.name for s in stages}
     if head.get("target", "cpu") not in ("cpu", "cuda"):
         raise BertcError(f"{path.name}: [recipe] target {head.get('target')!r} is not one of cpu, cuda")
     baseline, candidates = head.get("baseline"), head.get("candidates", [])
-    if not baseline or (baseline not in names and not Path(baseline).is_absolute()):
+    if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
+        raise BertcError(f"{path.name}: [recipe] candidates must be a list of stage names, got {candidates!r}")
+    if not isinstance(baseline, str) or not baseline or (baseline not in names and not Path(baseline).is_absolute()):
         raise BertcError(f"{path.name}: [recipe] baseline {baseline!r} must name a stage or an absolute artifact "
                          "path")
     missing = [c for c in candidates if c not in names]
@@ -211,7 +226,7 @@ def read_stage(raw: dict, where: str, earlier: list[str]) -> RecipeStage:
         raise BertcError(f"{where}: give each stage a plain directory name (name = \"layers3\")")
     if name in earlier:
         raise BertcError(f"{where}: the name {name!r} is used twice; stage names must be unique")
-    if kind not in STAGES:
+    if not isinstance(kind, str) or kind not in STAGES:
         raise BertcError(f"{where}: kind {kind!r} is not one of {', '.join(STAGES)}")
     values = raw.get("config", {})
     if kind == "finetune" and isinstance(values, dict) and "model" in values:
@@ -259,25 +274,59 @@ def run_recipe(path: Path | str, out: Path | str, *, resume: bool = False, overw
     path, out = Path(path), Path(out).absolute()
     recipe = read_recipe(path)
     record = {"mode": "run", "recipe_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    previous = check_out_dir(out, record, resume, overwrite)
-    state = start_out_dir(out, record, overwrite, previous)
-    if (out / RECIPE_FILE).resolve() != path.resolve():
-        shutil.copyfile(path, out / RECIPE_FILE)
-    inputs: dict[str, Path] = {}
-    for i, stage in enumerate(recipe.stages):
-        built = out / STAGES_DIR / stage.name
-        if resume and is_artifact(built):
-            state["nodes"][stage.name] = {"kind": stage.kind, "status": "reused"}
-        else:
-            console.print(f"[bold][{i + 1}/{len(recipe.stages)}] {stage.name}[/bold]: {stage.kind} of "
-                          f"{stage.input or 'the pretrained model'}", soft_wrap=True)
-            run_stage(stage, out / STAGES_DIR, inputs, resume)
-            state["nodes"][stage.name] = {"kind": stage.kind, "status": "built"}
-        inputs[stage.name] = built
-        save_state(out, state)
-    baseline = inputs.get(recipe.baseline) or Path(recipe.baseline)
-    summary = finish_run(out, baseline, [inputs[name] for name in recipe.candidates], recipe.select, recipe.bench,
-                         recipe.target)
-    mark_finished(state, summary)
-    save_state(out, state)
+    previous = rundir.check_out_dir(out, record, resume, overwrite)
+    check_inputs(recipe)
+    state = rundir.start_out_dir(out, record, overwrite, previous)
+    with rundir.kept_for_resume(out, created=previous is None):
+        if (out / rundir.RECIPE_FILE).resolve() != path.resolve():
+            shutil.copyfile(path, out / rundir.RECIPE_FILE)
+        inputs: dict[str, Path] = {}
+        for i, stage in enumerate(recipe.stages):
+            built = out / rundir.STAGES_DIR / stage.name
+            if resume and is_artifact(built):
+                state["nodes"][stage.name] = {"kind": stage.kind, "status": "reused"}
+            else:
+                console.print(f"[bold][{i + 1}/{len(recipe.stages)}] {stage.name}[/bold]: {stage.kind} of "
+                              f"{stage.input or 'the pretrained model'}", soft_wrap=True)
+                run_stage(stage, out / rundir.STAGES_DIR, inputs, resume)
+                state["nodes"][stage.name] = {"kind": stage.kind, "status": "built"}
+            inputs[stage.name] = built
+            rundir.save_state(out, state)
+        baseline = inputs.get(recipe.baseline) or Path(recipe.baseline)
+        summary = finish_run(out, baseline, [inputs[name] for name in recipe.candidates], recipe.select,
+                             recipe.bench, recipe.target)
+        rundir.mark_finished(state, summary)
+        rundir.save_state(out, state)
     return summary
+
+
+def check_inputs(recipe: Recipe) -> None:
+    """What would fail only after stages were built, checked first: the artifacts the recipe names by path, and
+    the bench and test data (readable, with the columns and labels of the baseline's task)."""
+    names = {stage.name for stage in recipe.stages}
+    for stage in recipe.stages:
+        if stage.kind == "finetune" or stage.input in names:  # finetune checks its model first thing
+            continue
+        kind = read_manifest(stage.input)["model"].get("kind", "pytorch")
+        if stage.kind != "quantize" and kind != "pytorch":
+            raise BertcError(f"stage {stage.name} ({stage.kind}) needs a PyTorch artifact as input, but "
+                             f"{stage.input} holds a {kind} model; use the PyTorch artifact it was made from")
+    if recipe.baseline in names:  # built by the recipe: it is trained with the columns its data options name
+        data = getattr(next(s for s in recipe.stages if s.name == recipe.baseline).config, "data", None)
+        task = {"labels": None} if data is None else {
+            "text_column": data.text_column, "text_pair_column": data.text_pair_column,
+            "label_column": data.label_column, "labels": None}
+    else:
+        task = read_manifest(recipe.baseline)["task"]
+    bench = recipe.bench
+    columns = Columns(bench.text_column or task.get("text_column"),
+                      bench.text_pair_column or task.get("text_pair_column"),
+                      bench.label_column or task.get("label_column"))
+    checks = [("[bench] data", bench.data, bench.split, bench.max_samples)]
+    if recipe.select.test:
+        checks.append(("[select] test", recipe.select.test, "test", recipe.select.test_samples))
+    for what, data_path, split, samples in checks:
+        dataset, _ = read_eval_data(data_path, columns, split=split, max_samples=samples)
+        if task["labels"] is not None:
+            check_known_labels(dataset.labels, task["labels"], f"{what} {dataset.source}",
+                               "Pass data of the task the baseline was trained on")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from bertc.artifact import check_writable
 from bertc.errors import BertcError
 from bertc.jsonio import write_json
 
@@ -23,11 +26,19 @@ def check_out_dir(out: Path, record: dict, resume: bool, overwrite: bool) -> dic
     state = out / STATE_FILE
     if resume and overwrite:
         raise BertcError("give --resume (continue the run in --out) or --overwrite (start it again), not both")
+    check_writable(out, "--out")
     if resume:
         if not state.is_file():
             raise BertcError(f"nothing to resume: {out} holds no bertc optimize run ({STATE_FILE} is missing); "
                              "drop --resume")
-        previous = json.loads(state.read_text())
+        try:
+            previous = json.loads(state.read_text())
+        except (OSError, ValueError) as err:
+            raise BertcError(f"cannot read {state} ({err}); the run in {out} cannot be resumed, start it again with "
+                             "--overwrite") from err
+        if not isinstance(previous, dict):
+            raise BertcError(f"{state} is damaged; the run in {out} cannot be resumed, start it again with "
+                             "--overwrite")
         old = previous.get("config", {})
         changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
         if changed:
@@ -52,6 +63,24 @@ def start_out_dir(out: Path, record: dict, overwrite: bool, previous: dict | Non
     state = previous or {"format": STATE_FORMAT, "format_version": 1, "config": record, "nodes": {}}
     state["finished"] = False
     return state
+
+
+@contextmanager
+def kept_for_resume(out: Path, created: bool) -> Iterator[None]:
+    """Run the body of a run in ``out``. When it fails before anything was built (no artifact or work directory
+    under stages/), an ``out`` this run created is removed; otherwise it is kept and the error says how to
+    continue."""
+    try:
+        yield
+    except BaseException as err:
+        stages = out / STAGES_DIR
+        built = stages.is_dir() and any(stages.iterdir())
+        if created and not built:
+            shutil.rmtree(out, ignore_errors=True)
+        elif built and isinstance(err, BertcError):
+            raise BertcError(f"{err}. What was built so far is kept in {out}; repeat the command with --resume to "
+                             "continue from there") from err
+        raise
 
 
 def save_state(out: Path, state: dict) -> None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bertc.bench.report import pick, reference_setting, row_at, within_budget
+from bertc.bench.report import pick, within_budget
+from bertc.bench.results import reference_setting, row_at, speedup
 from bertc.compress.flops import layer_flops
 from bertc.errors import BertcError
 
@@ -331,9 +332,12 @@ def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | N
         drop = None
         if v.get("accuracy") is not None and base.get("accuracy") is not None:
             drop = 100 * (base["accuracy"] - v["accuracy"])
-        p50 = row_at(v, setting)["p50_ms"]
+        measured = row_at(v, setting)
+        p50 = measured["p50_ms"]
+        # the speedup bench reports (median of per-round ratios), so the summary and the report agree
         rows.append({"name": v["name"], "path": v["path"], "p50_ms": p50, "accuracy": v.get("accuracy"),
-                     "drop_points": drop, "speedup": row_at(base, setting)["p50_ms"] / p50 if p50 else None,
+                     "drop_points": drop, "speedup": speedup(measured, row_at(base, setting))["speedup"],
+                     "round_p50_ms": measured["round_p50_ms"],
                      "within_budget": within_budget(results, v, max_accuracy_drop),
                      "meets_latency": latency_budget_ms is None or p50 <= latency_budget_ms,
                      "baseline": v is base})

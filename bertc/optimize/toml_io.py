@@ -23,7 +23,7 @@ def loads(text: str) -> dict:
 
 def dumps(document: dict, comments: list[str] | None = None) -> str:
     """A small TOML writer for recipes: tables, arrays of tables, scalars and arrays; None values are left out."""
-    lines = [f"# {line}" if line else "#" for line in (comments or [])]
+    lines = [f"# {line}" if line else "#" for comment in (comments or []) for line in comment.split("\n")]
     if lines:
         lines.append("")
     write_table(lines, [], document)
@@ -69,7 +69,8 @@ def toml_value(value) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON string escapes are valid TOML basic-string escapes
+        # JSON string escapes are valid TOML basic-string escapes; TOML also forbids a raw DEL (U+007F)
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value if v is not None) + "]"
     if isinstance(value, dict):

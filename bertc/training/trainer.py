@@ -21,6 +21,7 @@ from bertc.data.batching import to_hf_dataset
 from bertc.data.prepare import PreparedData
 from bertc.errors import BertcError
 from bertc.metrics import quick_metrics
+from bertc.modeling import check_max_length
 from bertc.training.callbacks import BestModelCallback, JsonlLogCallback, ProgressCallback, truncate_log, unwrap
 from bertc.training.config import TrainConfig
 from bertc.training.optim import build_optimizer, build_scheduler
@@ -122,6 +123,7 @@ def train_model(model, tokenizer, data: PreparedData, label2id: dict, config: Tr
                 description: str = "training") -> TrainResult:
     """Train ``model`` in place on ``data``; checkpoints go to ``work_dir`` so a killed run can resume."""
     device = check_device(config)
+    check_max_length(unwrap(model), config.max_length)
     record = {**asdict(config), "train_examples": len(data.train), "eval_examples": len(data.eval)}
     checkpoint = prepare_work_dir(work_dir, record, resume)
     log_file = work_dir / LOG_FILE

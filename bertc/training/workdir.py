@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bertc.errors import BertcError
@@ -71,3 +73,33 @@ def remove_work_dir(work_dir: Path) -> None:
     """Delete a finished run's work directory (rank 0 only)."""
     if is_main_process():
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def has_checkpoint(work_dir: Path) -> bool:
+    """Whether ``--resume`` can continue a training run from ``work_dir``."""
+    return latest_checkpoint(work_dir / CHECKPOINTS) is not None
+
+
+@contextmanager
+def cleaned_up_on_failure(work_dir: Path, *, resume: bool,
+                          resumable: Callable[[Path], bool] = has_checkpoint) -> Iterator[None]:
+    """Run a stage's work in ``work_dir``; when it fails, remove the directory unless ``resumable`` says
+    ``--resume`` can continue from it, and then add that to the error.
+
+    A directory that was already there when a ``--resume`` run started is the user's and stays.
+    """
+    existed = work_dir.exists()
+    try:
+        yield
+    except BaseException as err:
+        if is_main_process():
+            if resumable(work_dir):
+                note = f"the checkpoint in {work_dir} lets --resume continue"
+                if "--resume" not in str(err):  # the work directory's own errors already say what to do
+                    if isinstance(err, BertcError):
+                        err.args = (f"{err}; {note}",)
+                    else:
+                        err.add_note(note)
+            elif not (resume and existed):
+                shutil.rmtree(work_dir, ignore_errors=True)
+        raise

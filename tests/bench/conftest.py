@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,18 @@ def quick_bench_config(data, **overrides):
                    memory=False)
     options.update(overrides)
     return BenchConfig(**options)
+
+
+def deny_writes_in(monkeypatch, directory):
+    """Make ``directory`` unwritable the way the writability check finds out (permission bits do not stop root)."""
+    real = tempfile.TemporaryFile
+
+    def temporary_file(*args, **kwargs):
+        if str(kwargs.get("dir")) == str(directory):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from bertc.errors import BertcError
 from bertc.export.config import QuantizeConfig, TorchDynamicConfig
 from bertc.export.quantize import quantize
 from bertc.inference.evaluation import evaluate
-from tests.bench.conftest import quick_bench_config
+from tests.bench.conftest import deny_writes_in, quick_bench_config
 
 
 def test_results_hold_every_figure_for_every_variant_and_setting(tiny_results, tiny_artifact, tiny_onnx):
@@ -40,6 +41,9 @@ def test_results_hold_every_figure_for_every_variant_and_setting(tiny_results, t
         fixed = [row for row in variant["latency"] if row["seq_len"] == 16]
         assert all(row["padded_length_mean"] == row["tokens_per_row_mean"] == 16 for row in fixed)
     assert all(row["speedup"] == row["speedup_min"] == row["speedup_max"] == 1 for row in torch_variant["latency"])
+    for row in onnx_variant["latency"]:  # the stored figure is the median of the per-round ratios it spans
+        assert row["speedup_min"] <= row["speedup"] <= row["speedup_max"]
+    assert env["threads_from"] in ("--threads", "all usable cores") and "omp_num_threads" in env
     assert [step["stage"] for step in onnx_variant["lineage"]][-2:] == ["finetune", "export"]
 
 
@@ -211,3 +215,39 @@ def test_standard_recipe_adds_ort_int8_of_the_fine_tuned_parent(tmp_path, tiny_o
     assert eager["standard_recipe"] and int8["standard_recipe"]
     assert eager["kind"] == "pytorch" and int8["variant"] == "int8-dynamic"
     assert not Path(int8["path"]).exists()  # temporary, as its note says
+
+
+def test_cli_bench_says_when_threads_override_omp_num_threads(tmp_path, tiny_artifact, tiny_data, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["bench", str(tiny_artifact), "--data", str(tiny_data), "--out", str(out),
+                                      "--threads", "1", "--batch-sizes", "1", "--runs", "2", "--rounds", "1",
+                                      "--warmup", "0", "--no-memory", "--no-accuracy"])
+    assert result.exit_code == 0, result.output
+    warning = "warning: --threads 1 overrides OMP_NUM_THREADS=2: every variant runs with 1 thread\n"
+    assert result.output.count(warning) == 1
+    env = read_results(out)["environment"]
+    assert (env["threads"], env["threads_from"], env["omp_num_threads"]) == (1, "--threads", "2")
+
+
+@pytest.mark.parametrize("where", ["inside-a-file", "unwritable-directory"])
+def test_cli_bench_refuses_an_unwritable_out_before_loading_anything(where, tmp_path, tiny_artifact, tiny_data,
+                                                                     monkeypatch):
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("bench started work before checking --out")
+
+    monkeypatch.setattr("bertc.bench.bench.describe_variants", no_work)
+    (tmp_path / "notes.txt").write_text("keep")
+    out = tmp_path / "notes.txt" / "r.json"
+    if where == "unwritable-directory":
+        (tmp_path / "locked").mkdir()
+        deny_writes_in(monkeypatch, tmp_path / "locked")
+        out = tmp_path / "locked" / "r.json"
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    result = CliRunner().invoke(app, ["bench", str(tiny_artifact), "--data", str(tiny_data), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"bertc: error: --out {out}")
+    assert ("which is a file" if where == "inside-a-file" else "cannot write in") in result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+    assert not os.path.exists(out)

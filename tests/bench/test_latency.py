@@ -17,9 +17,9 @@ from bertc.bench.latency import (
     onnx_session,
     open_backend,
     planned_calls,
-    speedup,
     summarize,
 )
+from bertc.bench.results import speedup
 from bertc.errors import BertcError
 
 TEXTS = ["good", "the movie was really very good and the acting was superb", "bad film", "a dull plot",

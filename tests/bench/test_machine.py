@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bertc.bench import machine
-from bertc.bench.machine import cores_used_by_others, cpu_counters, other_load, usable_threads
+from bertc.bench.machine import choose_threads, cores_used_by_others, cpu_counters, other_load, usable_threads
 from bertc.environment import usable_cores
 
 
@@ -63,3 +63,30 @@ def test_usable_threads_are_the_usable_cores():
     assert usable_threads() == usable_cores() >= 1
     if hasattr(os, "sched_getaffinity"):
         assert usable_threads() == len(os.sched_getaffinity(0))
+
+
+def test_threads_that_override_omp_num_threads_say_so_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert choose_threads(4) == (4, {"threads_from": "--threads", "omp_num_threads": "2"})
+    printed = capsys.readouterr().out
+    assert printed == "warning: --threads 4 overrides OMP_NUM_THREADS=2: every variant runs with 4 threads\n"
+
+
+def test_omp_num_threads_left_unused_by_default_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", str(usable_cores() + 1))
+    assert choose_threads(None) == (usable_cores(), {"threads_from": "all usable cores",
+                                                    "omp_num_threads": str(usable_cores() + 1)})
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1 and printed.startswith(f"warning: OMP_NUM_THREADS={usable_cores() + 1} is not "
+                                                            f"used: every variant runs with {usable_cores()} threads")
+    assert f"pass --threads {usable_cores() + 1} to choose the count" in printed
+
+
+@pytest.mark.parametrize("omp", [None, "", "3"])
+def test_no_warning_when_nothing_disagrees(monkeypatch, capsys, omp):
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert choose_threads(3) == (3, {"threads_from": "--threads", "omp_num_threads": omp or None})
+    assert capsys.readouterr().out == ""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -11,37 +12,51 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertc.bench.report import pareto_front, recommend, report
-from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION
+from bertc.bench.figures import pareto_front
+from bertc.bench.report import console_tables, recommend, report
 from bertc.cli import app
 from bertc.errors import BertcError
+from tests.bench.synthetic import MISLEADING_ROUNDS, measured_results, synthetic_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def synthetic_results(variants: list[tuple[str, float, float | None]], baseline: str | None = None) -> dict:
-    """A results dict with (name, p50 ms at batch 1, accuracy) per variant; round medians +-5%."""
-    def row(p50):
-        return {"batch_size": 1, "seq_len": "real", "p50_ms": p50, "p90_ms": p50 * 1.2, "p99_ms": p50 * 1.5,
-                "mean_ms": p50, "round_p50_ms": [p50 * 0.95, p50 * 1.05], "throughput": 1000 / p50,
-                "throughput_min": 900 / p50, "throughput_max": 1100 / p50, "tokens_per_row_mean": 10.0,
-                "padded_length_mean": 10.0, "runs": 20}
+RANGE_WORDS = r"(?: faster)? \((?:median of the per-round ratios, range )?"
+SPEEDUP_WITH_RANGE = re.compile(r"(\d+\.\d+)x" + RANGE_WORDS + r"(\d+\.\d+)-(\d+\.\d+)x?\)")
 
-    base_p50 = variants[0][1]
-    records = []
-    for name, p50, accuracy in variants:
-        latency = row(p50)
-        latency.update(speedup=base_p50 / p50, speedup_min=base_p50 * 0.95 / (p50 * 1.05),
-                       speedup_max=base_p50 * 1.05 / (p50 * 0.95))
-        records.append({"name": name, "backend": "onnxruntime", "path": f"/runs/{name}", "kind": "onnx",
-                        "accuracy": accuracy, "macro_f1": accuracy, "size_bytes": 2**20, "num_parameters": 1000,
-                        "lineage": [{"stage": "finetune", "path": "/runs/ft"}], "latency": [latency],
-                        "vs_baseline": {"size_ratio": 1.0}})
-    return {"format": RESULTS_FORMAT, "format_version": RESULTS_VERSION, "created": "now",
-            "baseline": baseline or variants[0][0], "settings": [{"batch_size": 1, "seq_len": "real"}],
-            "variants": records, "config": {"warmup": 1, "runs": 20, "rounds": 2},
-            "environment": {"device": "cpu", "cpu": "test cpu", "threads": 2, "packages": {}},
-            "data": {"source": "test.tsv", "samples": 100}}
+FIGURE_WITH_RANGE = re.compile(r"(\d[\d,.]*)x?" + RANGE_WORDS + r"(\d[\d,.]*)-(\d[\d,.]*)x?\)")
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def printed_tables(results: dict) -> str:
+    from rich.console import Console
+
+    terminal = Console(record=True, width=400, file=io.StringIO())
+    for table in console_tables(results):
+        terminal.print(table)
+    return terminal.export_text()
+
+
+def test_every_printed_speedup_lies_inside_its_printed_range(tmp_path):
+    """Rounds where the ratio of overall medians (3.60x) falls outside the per-round ratios (4.00-6.67x)."""
+    results = measured_results(MISLEADING_ROUNDS)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out = report([path], tmp_path / "report")
+    printed = {"terminal": printed_tables(results), "recommendation": recommend(results, 1.0)["text"],
+               "report.md": (out / "report.md").read_text(), "report.html": (out / "report.html").read_text()}
+    for where, text in printed.items():
+        found = SPEEDUP_WITH_RANGE.findall(text)
+        assert found, where
+        for figure, low, high in found:
+            assert float(low) <= float(figure) <= float(high), f"{where}: {figure}x ({low}-{high})"
+        assert "5.33x" in text and "4.00-6.67" in text and "3.60x" not in text, where
+        for figure, low, high in FIGURE_WITH_RANGE.findall(text):  # latencies and throughputs too
+            assert number(low) <= number(figure) <= number(high), f"{where}: {figure} ({low}-{high})"
+    assert "median of the per-round ratios" in printed["report.md"]
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -92,8 +107,9 @@ def test_report_html_embeds_the_plots_and_the_table(tmp_path, tiny_results, tiny
 
 
 SHIP_FAST = ("Ship fast: at batch 1, real lengths, it takes 2 ms (p50) against 10 ms for the baseline base, 5.00x "
-             "faster (per-round range 4.52-5.53x). Its accuracy is 89.50% (-0.50 points against the baseline, "
-             "within the 1 point accuracy budget). Its size on disk is about the baseline's (1.0 MB).")
+             "faster (median of the per-round ratios, range 4.52-5.53x). Its accuracy is 89.50% (-0.50 points "
+             "against the baseline, within the 1 point accuracy budget). Its size on disk is about the baseline's "
+             "(1.0 MB).")
 NOTHING_BEATS_BASE = ("No variant beats the baseline base (2 ms p50 at batch 1, real lengths) within the 1 point "
                       "accuracy budget. Faster but over the budget: lossy (1 ms, -10.00 points).")
 

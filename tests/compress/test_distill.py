@@ -5,18 +5,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import bertc.compress.distillation as distillation_module
 from bertc.artifact import read_manifest
 from bertc.cli import app
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
 from bertc.compress.distill import distill
-from bertc.compress.distillation import (
-    LayerTaps,
-    attention_map_loss,
-    distill_,
-    distillation_loss,
-    head_averaged_attention,
-    hidden_state_loss,
-)
 from bertc.compress.importance import compute_importance
 from bertc.compress.prune import prune_model_
 from bertc.data.config import DataConfig
@@ -32,62 +25,6 @@ TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the act
 
 def batch(tokenizer, texts=TEXTS):
     return tokenizer(texts, padding=True, return_tensors="pt")
-
-
-def test_head_averaged_attention_matches_eager_attention(tiny_bert_dir):
-    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"], attn_implementation="eager")
-    model.eval()
-    taps = LayerTaps(model, hidden=True, attention=True)
-    inputs = batch(tokenizer)  # padded: the mask matters
-    with torch.no_grad():
-        attentions = model(**inputs, output_attentions=True).attentions
-    mask = inputs["attention_mask"].bool()
-    for i, reference in enumerate(attentions):
-        ours = taps.attention_log_probs(i, mask).exp()
-        assert torch.allclose(ours[mask], reference.mean(dim=1)[mask], atol=1e-5)
-    taps.remove()
-
-
-def test_loss_parts_are_zero_for_identical_models_and_work_with_fewer_heads(tiny_bert_dir):
-    teacher, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
-    teacher.eval()
-    student = make_student(teacher, [0, 1])
-    config = DistillLoss(soft_weight=1.0, hard_weight=0.0, hidden_weight=1.0, attention_weight=1.0)
-    taps = LayerTaps(student, True, True), LayerTaps(teacher, True, True)
-    inputs = batch(tokenizer)
-    labels = torch.tensor([1, 0, 1, 0])
-    with torch.no_grad():
-        s, t = student(**inputs).logits, teacher(**inputs).logits
-    _, parts = distillation_loss(s, t, labels, config, attention_mask=inputs["attention_mask"], pairs=[(0, 0), (1, 1)],
-                                 student_taps=taps[0], teacher_taps=taps[1])
-    assert set(parts) == {"soft", "hidden", "attention"}
-    assert all(abs(value.item()) < 1e-5 for value in parts.values())
-    # a student with fewer heads and a smaller FFN: the parts are defined, positive and differentiable
-    pruned = make_student(teacher, [1])
-    prune_model_(pruned, PruneConfig(heads=1, ffn_size=8), compute_importance(pruned))
-    pruned.train()
-    taps = LayerTaps(pruned, True, True), taps[1]
-    s = pruned(**inputs).logits
-    with torch.no_grad():
-        t = teacher(**inputs).logits
-    loss, parts = distillation_loss(s, t, labels, config, attention_mask=inputs["attention_mask"], pairs=[(0, 1)],
-                                    student_taps=taps[0], teacher_taps=taps[1])
-    assert all(value.item() > 0 for value in parts.values())
-    loss.backward()
-    assert encoder_layers(pruned)[0].attention.self.query.weight.grad.abs().sum() > 0
-
-
-def test_hidden_and_attention_losses_ignore_padding():
-    mask = torch.tensor([[True, True, False]])
-    teacher = torch.randn(1, 3, 4)
-    student = teacher.clone()
-    student[0, 2] += 100  # a padded position
-    assert hidden_state_loss(student, teacher, mask) == 0
-    assert hidden_state_loss(torch.zeros_like(teacher), teacher, mask).item() == pytest.approx(1.0)
-    query, key = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
-    maps = head_averaged_attention(query, key, 4, mask)
-    assert torch.allclose(maps.exp()[0, :, :2].sum(-1), torch.ones(3), atol=1e-6)
-    assert attention_map_loss(maps, maps, mask).abs() < 1e-6
 
 
 def student_artifact(tmp_path, manifest_task, labels=("0", "1"), **overrides):
@@ -137,22 +74,6 @@ def test_distillation_lowers_kl_to_teacher(tiny_artifact, tmp_path):
     assert manifest["model"]["heads_per_layer"] == [2] and manifest["model"]["ffn_per_layer"] == [32]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"distill_soft", "distill_hidden", "distill_attention"} <= set().union(*log)
-
-
-def test_distill_in_memory_trains_the_student_in_place(tiny_artifact, tmp_path):
-    teacher = load_artifact(tiny_artifact)
-    labels = teacher.manifest["task"]["labels"]
-    data = prepare_data(DataConfig(train=teacher.manifest["task"]["train_data"], max_train_samples=64))
-    student = make_student(teacher.model, [1])
-    teacher_weight = encoder_layers(teacher.model)[1].output.dense.weight.detach().clone()
-    result = distill_(student, teacher.model, teacher.tokenizer, data, {label: i for i, label in enumerate(labels)},
-                      quick_train_config(max_steps=2, logging_steps=1), DistillLoss(hidden_weight=1.0),
-                      layer_map=[1], work_dir=tmp_path / "work")
-    assert result.model is student and result.metrics["steps"] == 2
-    assert not torch.equal(encoder_layers(student)[0].output.dense.weight, teacher_weight)
-    assert torch.equal(encoder_layers(teacher.model)[1].output.dense.weight.cpu(), teacher_weight)
-    log = [json.loads(line) for line in result.log_file.read_text().splitlines()]
-    assert {"distill_soft", "distill_hard", "distill_hidden"} <= set().union(*log)
 
 
 def test_cli_distills_a_student_made_from_the_teacher(tiny_artifact, tmp_path):
@@ -223,3 +144,25 @@ def test_student_copy_leaves_teacher_alone(tiny_bert_dir):
     assert len(encoder_layers(teacher)) == 2 and len(encoder_layers(student)) == 1
     assert student.config.num_hidden_layers == 1 and teacher.config.num_hidden_layers == 2
     assert torch.equal(encoder_layers(student)[0].output.dense.weight, encoder_layers(teacher)[1].output.dense.weight)
+
+
+def test_max_length_beyond_the_position_embeddings_is_refused_before_any_work(tiny_artifact, tmp_path):
+    result = runner.invoke(app, ["distill", "--teacher", str(tiny_artifact), "--out", str(tmp_path / "d"),
+                                 "--student-layers", "1", "--max-steps", "2", "--max-length", "129", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert "--max-length 129 is more than the 128 tokens the student can read" in lines[0]
+    assert "pass --max-length 128 or less" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no artifact, no work directory
+
+
+def test_a_distillation_failing_before_its_first_checkpoint_leaves_no_work_dir(tiny_artifact, tmp_path, monkeypatch):
+    def compute_loss(*args, **kwargs):
+        raise BertcError("bad data discovered late")
+
+    monkeypatch.setattr(distillation_module.DistillTrainer, "compute_loss", compute_loss)
+    config = DistillConfig(student_layers=1, train=quick_train_config(max_steps=2))
+    with pytest.raises(BertcError, match="^bad data discovered late$"):
+        distill(tiny_artifact, config, tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+import bertc.compress.prune as prune_module
 from bertc.artifact import read_manifest
 from bertc.cli import app
 from bertc.compress.config import PruneConfig
@@ -341,3 +342,47 @@ def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact,
     assert decisions(killed) == decisions(straight)
     log = [json.loads(line) for line in (killed / "train_log.jsonl").read_text().splitlines()]
     assert {record["prune_step"] for record in log} == {1, 2}
+
+
+def test_recovery_max_length_beyond_the_position_embeddings_is_refused_before_any_work(tiny_artifact, tmp_path):
+    result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(tmp_path / "p"), "--heads", "2",
+                                 "--recover-steps", "2", "--max-length", "200", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert "--max-length 200 is more than the 128 tokens the model can read" in lines[0]
+    assert "pass --max-length 128 or less" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no artifact, no work directory
+
+
+def failing_importance(monkeypatch, at: int):
+    calls = {"n": 0}
+    original = prune_module.compute_importance
+
+    def compute_importance(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise BertcError("bad data discovered late")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(prune_module, "compute_importance", compute_importance)
+
+
+def test_a_prune_failing_before_any_finished_step_leaves_no_work_dir(tiny_artifact, tmp_path, monkeypatch):
+    failing_importance(monkeypatch, 1)
+    with pytest.raises(BertcError, match="^bad data discovered late$"):
+        prune(tiny_artifact, PruneConfig(heads=2, importance="magnitude"), tmp_path / "p")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prune_failing_after_a_finished_step_keeps_it_for_resume(tiny_artifact, tmp_path, monkeypatch):
+    failing_importance(monkeypatch, 2)
+    config = PruneConfig(heads=2, iterative=2, importance="magnitude")
+    out, work = tmp_path / "p", work_dir_for(tmp_path / "p")
+    with pytest.raises(BertcError) as caught:
+        prune(tiny_artifact, config, out)
+    assert str(caught.value) == f"bad data discovered late; the checkpoint in {work} lets --resume continue"
+    assert not out.exists() and (work / "step-1" / "pruned" / "step.json").is_file()
+    monkeypatch.undo()
+    prune(tiny_artifact, config, out, resume=True)
+    assert read_manifest(out)["model"]["heads_per_layer"] == [2, 2] and not work.exists()

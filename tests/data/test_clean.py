@@ -18,3 +18,11 @@ def test_pairs_are_part_of_the_duplicate_key():
     data = TextDataset(texts=["a", "a"], pairs=["x", "y"], labels=[0, 0])
     cleaned, report = clean(data)
     assert len(cleaned) == 2 and report.duplicates == 0
+
+
+def test_duplicates_are_kept_when_not_dropped():
+    data = TextDataset(texts=["a  film", "a film", "", "a film"], labels=[1, 1, 0, 0])
+    cleaned, report = clean(data, drop_duplicates=False)
+    assert cleaned.texts == ["a film", "a film", "a film"] and cleaned.labels == [1, 1, 0]
+    assert (report.empty_text, report.duplicates, report.rows_out) == (1, 0, 3)
+    assert report.conflicting_texts == 1  # still counted

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from bertc.data.config import Columns
+from bertc.data.labels import align_labels
 from bertc.data.load import parse_labels, read_dataset, read_texts
 from bertc.errors import BertcError
 
@@ -120,3 +121,15 @@ def test_read_texts_brings_the_pair_column_along(tmp_path):
     assert read_texts(str(path), text_column="sentence2") == (["a dog"], None)
     with pytest.raises(BertcError, match="column 'nope' not found"):
         read_texts(str(path), pair_column="nope")
+
+
+def test_align_labels_gives_found_labels_the_known_form():
+    assert align_labels([0, 1, None, 7], ["0", "1", "maybe"]) == ["0", "1", None, 7]
+    assert align_labels(["1"], [0, 1]) == [1]
+
+
+def test_nan_labels_are_missing_and_read_texts_never_says_nan(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": NaN}\n{"text": null, "label": "nan"}\n{"text": "b", "label": 1}\n')
+    assert read_dataset(path).labels == [None, None, 1]
+    assert read_texts(str(path)) == (["a", "", "b"], None)

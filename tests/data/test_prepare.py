@@ -9,6 +9,7 @@ import pytest
 from bertc.data.config import AugmentConfig, Columns, DataConfig
 from bertc.data.prepare import check_model_labels, prepare_data, read_eval_data, task_record
 from bertc.errors import BertcError
+from bertc.inference.evaluation import evaluate
 
 
 def write(path: Path, rows: list[tuple[str, str]], header: str = "sentence\tlabel") -> Path:
@@ -96,11 +97,36 @@ def test_evaluation_labels_never_seen_in_training_are_refused(tmp_path):
 
 
 def test_read_eval_data_cleans_limits_and_reports(tmp_path):
-    path = write(tmp_path / "eval.tsv", [("  a  b ", "0"), ("a b", "0"), ("c", "1"), ("d", "1")])
-    data, report = read_eval_data(str(path), Columns(), max_samples=2)
-    assert data.texts == ["a b", "c"] and report.duplicates == 1
+    path = write(tmp_path / "eval.tsv", [("  a  b ", "0"), ("a b", "0"), ("", "1"), ("c", "1"), ("d", "1")])
+    data, report = read_eval_data(str(path), Columns(), max_samples=3)
+    assert data.texts == ["a b", "a b", "c"]  # scored as given: the duplicate stays
+    assert (report.rows_in, report.empty_text, report.duplicates, report.rows_out) == (5, 1, 0, 4)
+    deduplicated, report = read_eval_data(str(path), Columns(), max_samples=2, drop_duplicates=True)  # when asked
+    assert deduplicated.texts == ["a b", "c"] and report.duplicates == 1
     raw, none = read_eval_data(str(path), Columns(), do_clean=False)
-    assert len(raw) == 4 and none is None
+    assert len(raw) == 5 and none is None
+
+
+def test_evaluation_data_keeps_duplicate_rows_and_training_data_drops_them(tmp_path):
+    train = write(tmp_path / "train.tsv", [*rows(10), ("text number 0 here", "0")])
+    evaluation = write(tmp_path / "eval.tsv", [("same text", "0"), ("same   text", "0"), ("other", "1"),
+                                               ("no label", ""), ("other", "1")])
+    data = prepare_data(DataConfig(train=str(train), eval=str(evaluation)))
+    assert len(data.train) == 10 and data.report["train_cleaning"].duplicates == 1
+    assert data.eval.texts == ["same text", "same text", "other", "other"]
+    cleaning = data.report["eval_cleaning"]
+    assert (cleaning.missing_label, cleaning.duplicates, cleaning.rows_out) == (1, 0, 4)
+    assert data.report["eval_examples"] == 4
+
+
+def test_an_evaluation_file_with_duplicate_rows_is_scored_on_all_rows(tmp_path, tiny_artifact, tiny_data):
+    rows_ = (tiny_data / "test.tsv").read_text().splitlines()
+    doubled = tmp_path / "doubled.tsv"
+    doubled.write_text("\n".join([rows_[0], *rows_[1:], *rows_[1:11]]) + "\n")  # the first 10 rows twice
+    single = evaluate(tiny_artifact, str(tiny_data / "test.tsv"))
+    report = evaluate(tiny_artifact, str(doubled))
+    assert single["samples"] == len(rows_) - 1 and report["samples"] == single["samples"] + 10
+    assert sum(map(sum, report["confusion_matrix"])) == report["samples"]
 
 
 def test_read_eval_data_takes_the_validation_split_of_a_directory_and_named_columns(tmp_path):

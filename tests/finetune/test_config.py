@@ -2,7 +2,9 @@ import math
 import re
 
 import pytest
+from typer.testing import CliRunner
 
+from bertc.cli import app
 from bertc.data.config import AugmentConfig, DataConfig
 from bertc.errors import BertcError
 from bertc.finetune.config import FinetuneConfig
@@ -55,3 +57,27 @@ def test_data_config_refuses_wrong_values(options, message):
 ])
 def test_augment_config_refuses_wrong_values(options, message):
     refused(AugmentConfig, message, **options)
+
+
+RECIPE = ('[recipe]\nformat = "bertc-recipe"\nversion = 1\nbaseline = "tuned"\ncandidates = []\n'
+          '[[stages]]\nname = "tuned"\nkind = "finetune"\n[stages.config.data]\ntrain = "{data}"\n'
+          '[stages.config.train]\n{options}\n')
+
+
+@pytest.mark.parametrize("options, message", [
+    ('schedule = "foo"', "--schedule 'foo' is not one of linear, cosine, constant, polynomial, exponential"),
+    ('batch_size = "sixteen"', "--batch-size must be a whole number, got 'sixteen'"),
+    ('lr = nan', "--lr must be a finite number, got nan"),
+    ('schedule = "foo"\nbatch_size = "sixteen"',
+     "--schedule 'foo' is not one of linear, cosine, constant, polynomial, exponential; "
+     "--batch-size must be a whole number, got 'sixteen'"),
+])
+def test_a_recipe_finetune_stage_is_refused_in_one_line_before_anything_runs(tmp_path, options, message):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE.format(data=tmp_path / "train.tsv", options=options))
+    result = CliRunner().invoke(app, ["run", str(recipe), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(message) and "Traceback" not in result.output, result.output
+    assert "not supported between" not in lines[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.toml"]  # no output, no work directory

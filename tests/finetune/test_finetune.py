@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
+import bertc.training.trainer as trainer_module
+from bertc.cli import app
 from bertc.data.config import AugmentConfig, DataConfig
 from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
@@ -189,3 +192,81 @@ def test_manifest_records_where_the_model_came_from(tiny_artifact, tiny_bert_dir
     again = json.loads((finetune(tiny_artifact, config, tmp_path / "again") / "bertc.json").read_text())
     assert again["parent"]["path"] == str(tiny_artifact.absolute()) and again["parent"]["stage"] == "finetune"
     assert [entry["stage"] for entry in again["lineage"]] == ["source", "finetune"]
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bertc: error: ") and "Traceback" not in result.output, lines
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+
+
+def test_max_length_beyond_the_position_embeddings_is_refused_before_any_work(tmp_path, tiny_bert_dir, tiny_data,
+                                                                             monkeypatch):
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("data was tokenized")
+
+    monkeypatch.setattr(trainer_module, "to_hf_dataset", no_tokenizing)
+    with pytest.raises(BertcError, match=r"^--max-length 200 is more than the 128 tokens the model can read \(its "
+                                         r"position embeddings\); pass --max-length 128 or less$"):
+        run_finetune(tiny_bert_dir, tiny_data, tmp_path / "m", max_length=200)
+    result = CliRunner().invoke(app, [*cli_args(tiny_bert_dir, tiny_data, tmp_path / "m"), "--max-length", "129"])
+    assert_one_line_error(result, "--max-length 129", "128 tokens", "pass --max-length 128 or less")
+    assert list(tmp_path.iterdir()) == []  # no artifact, no work directory
+
+
+def test_max_length_leaves_out_the_positions_roberta_reserves(tmp_path, tiny_roberta_dir, tiny_data):
+    with pytest.raises(BertcError, match="--max-length 128 is more than the 127 tokens the model can read"):
+        run_finetune(tiny_roberta_dir, tiny_data, tmp_path / "m", max_length=128)
+    data = prepare_data(DataConfig(train=str(tiny_data)))
+    model, tokenizer = load_pretrained_classifier(str(tiny_roberta_dir), [str(label) for label in data.labels])
+    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), train=quick_train_config(max_length=128))
+    with pytest.raises(BertcError, match="--max-length 128 is more than the 127 tokens"):  # the in-memory stage too
+        finetune_(model, tokenizer, data, config, tmp_path / "work")
+    assert list(tmp_path.iterdir()) == []
+
+
+def failing_step(monkeypatch, at: int, error: BaseException):
+    calls = {"n": 0}
+    original = trainer_module.BertcTrainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise error
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.BertcTrainer, "training_step", training_step)
+
+
+@pytest.mark.parametrize("error", [BertcError("bad data discovered late"), RuntimeError("a bug")])
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_work_dir(tmp_path, tiny_bert_dir, tiny_data, monkeypatch,
+                                                                      error):
+    failing_step(monkeypatch, 2, error)
+    out = tmp_path / "m"
+    with pytest.raises(type(error), match=f"^{error}$"):
+        run_finetune(tiny_bert_dir, tiny_data, out, max_steps=6, save_steps=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_failing_after_a_checkpoint_keeps_it_and_says_resume_continues(tmp_path, tiny_bert_dir, tiny_data,
+                                                                             monkeypatch):
+    failing_step(monkeypatch, 5, BertcError("bad data discovered late"))
+    out, work = tmp_path / "m", work_dir_for(tmp_path / "m")
+    with pytest.raises(BertcError) as caught:
+        run_finetune(tiny_bert_dir, tiny_data, out, max_steps=6, save_steps=3)
+    assert str(caught.value) == f"bad data discovered late; the checkpoint in {work} lets --resume continue"
+    assert not out.exists() and (work / "checkpoints" / "checkpoint-3").is_dir()
+    monkeypatch.undo()
+    config = FinetuneConfig(data=DataConfig(train=str(tiny_data)), train=quick_train_config(max_steps=6, save_steps=3))
+    finetune(tiny_bert_dir, config, out, resume=True)
+    training = json.loads((out / "bertc.json").read_text())["metrics"]["training"]
+    assert training["resumed_from"].endswith("checkpoint-3") and training["steps"] == 6
+    assert not work.exists()
+
+
+def test_cli_refuses_a_nan_learning_rate_before_any_work(tmp_path, tiny_bert_dir, tiny_data):
+    out = tmp_path / "m"
+    result = CliRunner().invoke(app, [*cli_args(tiny_bert_dir, tiny_data, out), "--lr", "nan"])
+    assert_one_line_error(result, "--lr must be a finite number, got nan")
+    assert list(tmp_path.iterdir()) == []

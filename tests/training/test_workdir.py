@@ -7,6 +7,8 @@ from bertc.training.workdir import (
     CHECKPOINTS,
     CONFIG_FILE,
     check_resume_record,
+    cleaned_up_on_failure,
+    has_checkpoint,
     is_main_process,
     latest_checkpoint,
     prepare_work_dir,
@@ -78,3 +80,44 @@ def test_only_rank_zero_touches_the_work_dir(tmp_path, monkeypatch):
     assert is_main_process()
     remove_work_dir(work)
     assert not work.exists()
+
+
+def fail_in(work, error, *, resume=False, resumable=has_checkpoint, make=None):
+    with pytest.raises(type(error)) as caught:
+        with cleaned_up_on_failure(work, resume=resume, resumable=resumable):
+            if make:
+                make(work)
+            raise error
+    return caught.value
+
+
+def test_a_failure_with_nothing_to_resume_removes_the_work_dir(tmp_path):
+    work = tmp_path / ".m.bertc-work"
+    err = fail_in(work, BertcError("boom"), make=lambda w: prepare_work_dir(w, {"lr": 0.1}, resume=False))
+    assert str(err) == "boom" and not work.exists()
+    err = fail_in(work, KeyboardInterrupt(), make=lambda w: prepare_work_dir(w, {"lr": 0.1}, resume=False))
+    assert not work.exists()
+
+
+def test_a_failure_after_a_checkpoint_keeps_it_and_says_so(tmp_path):
+    work = tmp_path / ".m.bertc-work"
+    err = fail_in(work, BertcError("boom"), make=lambda w: checkpoint(w, 3))
+    assert str(err) == f"boom; the checkpoint in {work} lets --resume continue"
+    assert latest_checkpoint(work / CHECKPOINTS)
+    bug = fail_in(work, ValueError("a bug"), resume=True)  # not a user error: the traceback gets a note
+    assert str(bug) == "a bug" and bug.__notes__ == [f"the checkpoint in {work} lets --resume continue"]
+    err = fail_in(work, BertcError("pass --resume to continue it"), resume=True)
+    assert str(err) == "pass --resume to continue it"  # already says what to do
+
+
+def test_a_resumed_run_leaves_a_work_dir_it_did_not_create(tmp_path, monkeypatch):
+    work = tmp_path / ".m.bertc-work"
+    work.mkdir()
+    (work / CONFIG_FILE).write_text("{}")
+    fail_in(work, BertcError("boom"), resume=True)
+    assert (work / CONFIG_FILE).is_file()
+    fail_in(work, BertcError("boom"), resumable=lambda w: (w / "step.json").is_file())  # a stage's own test
+    assert not work.exists()
+    monkeypatch.setenv("RANK", "1")  # other ranks leave files to rank 0
+    fail_in(work, BertcError("boom"), make=lambda w: w.mkdir())
+    assert work.is_dir()

@@ -1,0 +1,109 @@
+"""The stages `bertc optimize` builds: which stage, from which input, with which options, for each candidate."""
+
+from __future__ import annotations
+
+import pytest
+
+from bertc.bench.config import BenchConfig
+from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
+from bertc.data.config import Columns, DataConfig
+from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
+from bertc.finetune.config import FinetuneConfig
+from bertc.optimize.config import DISTILL_LR, FINETUNE_LR, RECOVER_LR, OptimizeConfig, SelectConfig
+from bertc.optimize.plan import DataPlan
+from bertc.optimize.recipe import RecipeStage
+from bertc.optimize.search import Candidate, Step
+from bertc.optimize.stages import (
+    compression_stage,
+    deploy_stages,
+    finetune_stage,
+    measurement_configs,
+    task_data,
+    train_config,
+)
+from bertc.training.config import TrainConfig
+
+PLAN = DataPlan(train="/d/train.tsv", selection="/d/dev.tsv", test="/d/test.tsv",
+                columns=Columns("review", None, "stars"), labels=["neg", "pos"], train_rows=5000,
+                selection_rows=400, test_rows=800)
+COLUMNS = {"text_column": "review", "text_pair_column": None, "label_column": "stars"}
+
+
+def config(**options) -> OptimizeConfig:
+    return OptimizeConfig(train="/d", preset="quick", batch_size=16, max_length=64, seed=7, **options)
+
+
+def test_train_config_carries_the_runs_batch_length_and_seed():
+    assert train_config(config(), lr=1e-4, epochs=2.0) == TrainConfig(
+        lr=1e-4, epochs=2.0, batch_size=16, max_length=64, seed=7, device="auto", save_steps=200, logging_steps=20)
+
+
+def test_task_data_takes_the_first_rows_and_evaluates_on_the_selection_slice():
+    assert task_data(config(), PLAN, 1000) == DataConfig(
+        train="/d/train.tsv", eval="/d/dev.tsv", max_train_samples=1000, max_eval_samples=400, seed=7, **COLUMNS)
+    assert task_data(config(), PLAN, None).max_train_samples is None
+
+
+def test_the_finetune_stage_uses_the_preset_unless_options_are_given():
+    stage = finetune_stage(config(model="/models/bert"), PLAN)
+    assert (stage.name, stage.kind, stage.input) == ("finetune", "finetune", "/models/bert")
+    assert stage.config == FinetuneConfig(data=task_data(config(), PLAN, 4000),
+                                          train=train_config(config(), FINETUNE_LR, 1.0))
+    tuned = finetune_stage(config(lr=3e-5, finetune_epochs=2.5, finetune_samples=100), PLAN).config
+    assert (tuned.train.lr, tuned.train.epochs, tuned.data.max_train_samples) == (3e-5, 2.5, 100)
+    assert finetune_stage(config(), PLAN).input is None  # the embedded MiniLM
+
+
+def test_fewer_layers_are_distilled_with_hidden_and_attention_losses():
+    stage = compression_stage(config(), PLAN, "layers3", Step("layers", 3), "finetune")
+    assert stage == RecipeStage("layers3", "distill", DistillConfig(
+        student_layers=3, data=task_data(config(), PLAN, 4000), train=train_config(config(), DISTILL_LR),
+        loss=DistillLoss(hidden_weight=1.0, attention_weight=1.0)), "finetune")
+
+
+@pytest.mark.parametrize("step, targets", [(Step("heads", 8), {"heads": 8}), (Step("ffn", 50), {"ffn": 0.5})])
+def test_fewer_heads_or_neurons_are_pruned_with_distillation_from_the_parent(step, targets):
+    stage = compression_stage(config(recover_samples=300, importance_samples=64), PLAN, "layers3+x", step, "layers3")
+    assert (stage.name, stage.kind, stage.input) == ("layers3+x", "prune", "layers3")
+    assert stage.config == PruneConfig(**targets, data=task_data(config(), PLAN, 300), distill=True,
+                                       recover=train_config(config(), RECOVER_LR), importance_samples=64)
+
+
+def test_an_fp32_candidate_is_only_exported():
+    export, quantize = deploy_stages(config(), PLAN, Candidate((Step("layers", 3),), "fp32"), "layers3")
+    assert quantize is None
+    assert export == RecipeStage("layers3-onnx", "export", ExportConfig(
+        data="/d/dev.tsv", split="validation", verify_samples=400, device="cpu"), "layers3")
+
+
+@pytest.mark.parametrize("precision, method", [
+    ("int8-dynamic", DynamicQuantConfig()), ("fp16", Fp16Config()),
+    ("int8-static", StaticQuantConfig(calibration_data="/d/train.tsv", seed=7))])
+def test_a_quantized_candidate_quantizes_its_export(precision, method):
+    candidate = Candidate((), precision)
+    export, quantize = deploy_stages(config(), PLAN, candidate, "finetune")
+    assert export.name == "base-onnx" and export.input == "finetune"
+    assert quantize == RecipeStage(f"base-{precision}", "quantize", QuantizeConfig(
+        method=method, eval_data="/d/dev.tsv", split="validation", eval_samples=400, device="cpu"), "base-onnx")
+
+
+def test_the_remaining_accuracy_budget_is_rounded_and_never_negative():
+    candidate = Candidate((), "int8-dynamic")
+    assert deploy_stages(config(), PLAN, candidate, "f", remaining_points=0.123456)[1].config.max_accuracy_drop == \
+        0.1235
+    assert deploy_stages(config(), PLAN, candidate, "f", remaining_points=-0.4)[1].config.max_accuracy_drop == 0.0
+    assert deploy_stages(config(), PLAN, candidate, "f")[1].config.max_accuracy_drop is None
+
+
+def test_cuda_runs_export_and_quantize_on_cuda():
+    export, quantize = deploy_stages(config(target="cuda"), PLAN, Candidate((), "fp16"), "finetune")
+    assert export.config.device == quantize.config.device == "cuda"
+
+
+def test_measurement_configs_bench_the_selection_slice_and_choose_by_the_budgets():
+    bench, select = measurement_configs(config(max_accuracy_drop=0.5, latency_budget_ms=3.0, test_samples=50), PLAN)
+    assert bench == BenchConfig(data="/d/dev.tsv", split="validation", max_samples=400, **COLUMNS, device="cpu",
+                                batch_sizes=(1,), seq_lens=("real",), warmup=10, runs=100, rounds=10, memory=False)
+    assert select == SelectConfig(max_accuracy_drop=0.5, latency_budget_ms=3.0, test="/d/test.tsv", test_samples=50)
+    full, _ = measurement_configs(OptimizeConfig(train="/d", bench_runs=7), PLAN)
+    assert (full.batch_sizes, full.runs, full.memory) == ((1, 8), 7, True)
