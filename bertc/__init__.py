@@ -8,7 +8,7 @@ from bertc.errors import BertcError
 __version__ = "0.1.0"
 
 PUBLIC = {
-    "evaluate": "bertc.inference", "predict": "bertc.inference",
+    "evaluate": "bertc.inference.evaluation", "predict": "bertc.inference.evaluation",
     "finetune": "bertc.finetune.finetune",
     "load_artifact": "bertc.torch_artifact", "load_model": "bertc.torch_artifact", "load_tokenizer": "bertc.artifact",
     "read_manifest": "bertc.artifact", "save_artifact": "bertc.torch_artifact",

@@ -81,7 +81,7 @@ def user_errors(fn):
         except BertcError as err:
             if state["debug"]:
                 raise
-            typer.echo(f"bertc: error: {err}", err=True)
+            typer.echo(f"bertc: error: {' '.join(str(err).split())}", err=True)
             raise typer.Exit(code=2) from None
 
     return run
@@ -257,7 +257,12 @@ register("predict", predict, [
     argument("pairs", list[str] | None, None, "--pair", option=True, help=(
         "Second text of a sentence pair, once per text, in order (sentence-pair models).")),
     argument("data", str | None, None, "--data", option=True, help="Classify every row of this file instead."),
-    *COLUMNS[:2], DEVICE, BATCH, JSON_OUT], [], "Labels and class probabilities for texts or a data file.")
+    argument("text_column", str | None, None, "--text-column", option=True, help=(
+        "Text column of --data (default: the artifact's when the file has it, else auto-detected).")),
+    argument("text_pair_column", str | None, None, "--text-pair-column", option=True, help=(
+        "Second text column of --data for sentence-pair models (default: the artifact's when the file has it, "
+        "else auto-detected with the text column).")),
+    DEVICE, BATCH, JSON_OUT], [], "Labels and class probabilities for texts or a data file.")
 
 BENCH = config_options(BenchConfig, flags={"seq_lens": "--seq-len"})
 
@@ -290,7 +295,9 @@ register("report", report, [
 
 # --- optimize, run ------------------------------------------------------------------------------------------
 OPTIMIZE = config_options(OptimizeConfig, flags={"start_from": "--from"}, defaults={"train": ...},
-                          parsers={"time_budget": parse_duration})
+                          parsers={"time_budget": parse_duration},
+                          helps={"time_budget": "Time for the whole run, e.g. 30m, 1.5h, 900s (a bare number is "
+                                                "minutes). Default: the preset's (quick: 15m, full: none)."})
 OPTIMIZE_DIR = argument("out", Path, ..., "--out", option=True,
                         help="Output directory: stages/, report/, best/, recipe.toml, summary.md.")
 RUN_RESUME = argument("resume", bool, False, "--resume", option=True,

@@ -54,13 +54,15 @@ def field_help(cls: type) -> dict[str, str]:
             helps[last] += " " + line.strip().lstrip("#").strip()
         else:
             last = None
-    return {name: sentence(text) for name, text in helps.items()}
+    hints = typing.get_type_hints(cls)
+    return {name: sentence(text, literal_choices(hints.get(name))) for name, text in helps.items()}
 
 
-def sentence(text: str) -> str:
-    """A comment as help text: a capital (unless it starts with a name such as fp32) and a full stop."""
-    first = text.split(" ", 1)[0]
-    if first.isalpha() and first.islower():
+def sentence(text: str, choices: tuple = ()) -> str:
+    """A comment as help text: a capital and a full stop; a first word that is a value (fp32, a choice such as
+    auto) keeps its case."""
+    first = text.split(" ", 1)[0].rstrip(":,;")
+    if first.isalpha() and first.islower() and first not in map(str, choices):
         text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
 
@@ -194,10 +196,9 @@ def parameters(options: list[Option]) -> list[inspect.Parameter]:
 
 
 def typer_option(o: Option):
-    if o.kind is bool:  # a switch: --x, or --x/--no-x when it is on by default
-        flags = f"{o.flag}/--no-{o.flag[2:]}" if o.default else o.flag
-        return typer.Option(o.default, flags, help=o.help, rich_help_panel=o.panel, metavar="",
-                            show_default=bool(o.default))
+    if o.kind is bool:  # a switch, --x/--no-x
+        return typer.Option(o.default, f"{o.flag}/--no-{o.flag[2:]}", help=o.help, rich_help_panel=o.panel,
+                            metavar="", show_default=bool(o.default))
     return typer.Option(o.default, o.flag, help=o.help, rich_help_panel=o.panel, metavar=o.metavar,
                         show_default=o.default not in (None, ...))
 
@@ -215,16 +216,39 @@ def build_config(cls: type, options: list[Option], values: dict[str, Any], **fix
                 node = node.setdefault(key, {})
             node[path[-1]] = value
     tree.update(fixed)
-    return instantiate(cls, tree)
+    try:
+        return instantiate(cls, tree)
+    except BertcError as err:
+        raise BertcError(command_flags(str(err), options)) from err
 
 
 def instantiate(cls: type, tree: dict):
+    """``cls`` from a tree of values; the problems of all nested configs are raised together."""
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs, problems = {}, []
     for name, value in tree.items():
         nested = nested_config(hints[name])
-        kwargs[name] = instantiate(nested, value) if nested is not None and isinstance(value, dict) else value
+        if nested is not None and isinstance(value, dict):
+            try:
+                kwargs[name] = instantiate(nested, value)
+            except BertcError as err:
+                problems.append(str(err))
+        else:
+            kwargs[name] = value
+    if problems:
+        raise BertcError("; ".join(problems))
     return cls(**kwargs)
+
+
+def command_flags(message: str, options: list[Option]) -> str:
+    """A config's message in the command's words: a field's flag becomes the option's (--epochs of the recovery
+    training is --recover-epochs in `bertc prune`)."""
+    for option in options:
+        for path in option.paths:
+            field_flag = flag(path[-1])
+            if field_flag != option.flag:
+                message = re.sub(rf"(?<![\w-]){re.escape(field_flag)}(?![\w-])", option.flag, message)
+    return message
 
 
 def command_function(run, arguments: list[inspect.Parameter], options: list[Option], doc: str):
@@ -241,7 +265,11 @@ def command_function(run, arguments: list[inspect.Parameter], options: list[Opti
 def argument(name: str, kind, default=..., *flags: str, help: str = "", option: bool = False,
              panel: str | None = None, hidden: bool = False, metavar: str | None = None) -> inspect.Parameter:
     """A hand-declared parameter: a positional argument, or an option with ``option=True``."""
-    metavar = "" if kind is bool else metavar
-    info = (typer.Option(default, *flags, help=help, rich_help_panel=panel, metavar=metavar, hidden=hidden)
+    show_default = True
+    if kind is bool:  # a switch, --x/--no-x (a hidden one is only accepted, not offered)
+        metavar, show_default = "", bool(default)
+        flags = flags if hidden else tuple(f"{f}/--no-{f[2:]}" for f in flags)
+    info = (typer.Option(default, *flags, help=help, rich_help_panel=panel, metavar=metavar, hidden=hidden,
+                         show_default=show_default)
             if option else typer.Argument(default, help=help))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=info)

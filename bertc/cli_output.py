@@ -10,10 +10,9 @@ from bertc.artifact import check_writable_file, is_artifact, read_manifest
 from bertc.bench.report import console_tables
 from bertc.console import console, key_value_table, print_classification, print_confusion
 from bertc.data.config import Columns
-from bertc.data.load import read_texts
 from bertc.errors import BertcError
 from bertc.formatting import pct
-from bertc.inference.evaluation import evaluate, predict, task_columns
+from bertc.inference.evaluation import evaluate, predict, prediction_texts, task_columns
 from bertc.jsonio import write_json
 
 
@@ -79,7 +78,9 @@ def predict_and_show(artifact: Path, texts: list[str] | None, pairs: list[str] |
     if data is not None:
         if texts or pairs:
             raise BertcError("give texts (with --pair) or --data PATH, not both")
-        texts, pairs = read_texts(data, text_column, text_pair_column)
+        # a directory that is no artifact is refused by predict, once the data has been read
+        task = read_manifest(artifact).get("task", {}) if is_artifact(artifact) else {}
+        texts, pairs = prediction_texts(data, task, text_column, text_pair_column)
     elif text_column or text_pair_column:
         raise BertcError("--text-column and --text-pair-column name columns of --data PATH; give --data too")
     results = predict(artifact, list(texts or []), list(pairs) if pairs else None, device=device,

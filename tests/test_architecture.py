@@ -444,3 +444,10 @@ def test_help_is_quick():
     assert min(times) <= HELP_BOUND_S, (f"`bertc --help` took {min(times):.2f} s at best of {len(times)} runs "
                                         f"(bound {HELP_BOUND_S} s, target 1.5 s)")
 
+
+
+def test_every_public_name_of_the_package_resolves():
+    import bertc
+
+    for name in bertc.__all__:
+        assert getattr(bertc, name) is not None, name

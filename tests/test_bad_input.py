@@ -220,7 +220,7 @@ ROWS = [
     ("bench", "unwritable", B.replace("{W}/b.json", "{W}/ro/b.json"), None, "cannot write"),
     ("bench", "existing", B.replace("{W}/b.json", "{W}/results.json"), None, "already exists"),
     ("bench", "existing", B.replace("{W}/b.json", "{W}/existing"), None, "is a directory"),
-    ("bench", "incompatible", B.replace("{W}/data", "{W}/otherlabels.tsv"), None, "do not know"),
+    ("bench", "incompatible", B.replace("{W}/data", "{W}/otherlabels.tsv"), None, "does not know"),
     ("bench", "incompatible", B.replace("{W}/pt", "{W}/pt {W}/pt-other"), None, "predicts labels"),
     ("report", "missing", "report {W}/missing.json --out {W}/rep", None, "does not exist"),
     ("report", "unreadable", T, "results.json", "Permission denied"),
@@ -283,18 +283,12 @@ ROWS = [
     ("run", "incompatible", "run {W}/onnx-input.toml --out {W}/out", None, "needs a PyTorch artifact"),
     ("run", "incompatible", "run {W}/otherlabels.toml --out {W}/out", None, "does not know"),
 ]
-# Rows that fail because of code another owner is changing: strict, so they are noticed when fixed.
-XFAIL: dict[str, str] = {
-}
-
-
 def row_id(row) -> str:
     same = [r for r in ROWS[:ROWS.index(row) + 1] if r[:2] == row[:2]]
     return f"{row[0]}-{row[1]}-{len(same)}"
 
 
-PARAMS = [pytest.param(row, id=row_id(row), marks=[pytest.mark.xfail(strict=True, reason=XFAIL[row_id(row)])]
-                       if row_id(row) in XFAIL else []) for row in ROWS]
+PARAMS = [pytest.param(row, id=row_id(row)) for row in ROWS]
 
 
 @pytest.fixture(scope="module")

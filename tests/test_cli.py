@@ -1,6 +1,7 @@
 import json
 import random
 import re
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +12,8 @@ from bertc.data.config import DataConfig
 from bertc.data.load import read_texts
 from bertc.finetune.config import FinetuneConfig
 from bertc.finetune.finetune import finetune
-from bertc.inference.evaluation import predict
+from bertc.inference.evaluation import predict, predict_texts
+from bertc.inference.registry import load_predictor
 from tests.conftest import make_sentence, quick_train_config
 
 runner = CliRunner()
@@ -137,7 +139,7 @@ def test_predict_uses_the_second_sentence_of_a_pair(tmp_path, pair_artifact):
     rows = json.loads(out.read_text())
     texts, seconds = read_texts(str(pairs))
     assert seconds is not None and [row["text"] for row in rows] == texts
-    with_pairs, alone = predict(artifact, texts, seconds), predict(artifact, texts)
+    with_pairs, alone = predict(artifact, texts, seconds), predict_texts(load_predictor(artifact), texts)
     assert [row["probabilities"] for row in rows] == [row["probabilities"] for row in with_pairs]
     assert [row["probabilities"] for row in rows] != [row["probabilities"] for row in alone]
     # evaluate scores the same predictions: its confusion matrix columns count predict's labels
@@ -154,6 +156,41 @@ def test_predict_uses_the_second_sentence_of_a_pair(tmp_path, pair_artifact):
     assert json.loads(out.read_text()) == with_pairs[:2]
     assert_user_error(invoke("predict", artifact, texts[0], texts[1], "--pair", seconds[0]),
                       "2 texts but 1 second texts")
+    # a pair model given texts alone is refused, not run on half its input
+    assert_user_error(invoke("predict", artifact, texts[0], texts[1]), "^bertc: error: this model reads sentence "
+                      "pairs; give --pair for each text or --data with the pair column$")
+    (tmp_path / "firsts.tsv").write_text("sentence1\n" + "\n".join(texts) + "\n")
+    assert_user_error(invoke("predict", artifact, "--data", tmp_path / "firsts.tsv"), "reads sentence pairs")
+
+
+def test_predict_reads_a_pair_model_s_own_columns_from_data(tmp_path, pair_artifact):
+    """Columns auto-detection does not know: predict takes the ones the artifact was trained with."""
+    artifact, pairs = pair_artifact
+    renamed = tmp_path / "renamed"
+    shutil.copytree(artifact, renamed)
+    manifest = json.loads((renamed / "bertc.json").read_text())
+    manifest["task"].update(text_column="left", text_pair_column="right", label_column="gold")
+    (renamed / "bertc.json").write_text(json.dumps(manifest))
+    data = tmp_path / "renamed.tsv"
+    data.write_text(pairs.read_text().replace("sentence1\tsentence2\tlabel", "left\tright\tgold", 1))
+    texts, seconds = read_texts(str(pairs))
+    out = tmp_path / "p.json"
+    result = invoke("predict", renamed, "--data", data, "--json", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == predict(artifact, texts, seconds)
+    # a file without the artifact's columns is still read by auto-detection
+    result = invoke("predict", renamed, "--data", pairs, "--json", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == predict(artifact, texts, seconds)
+
+
+def test_predict_refuses_pairs_for_a_single_text_model(tmp_path, tiny_artifact):
+    assert_user_error(invoke("predict", tiny_artifact, "a good film", "--pair", "a bad one"),
+                      "^bertc: error: this model reads single texts, not sentence pairs")
+    (tmp_path / "pairs.tsv").write_text("sentence1\tsentence2\na good film\ta bad one\n")
+    assert_user_error(invoke("predict", tiny_artifact, "--data", tmp_path / "pairs.tsv"), "reads single texts")
+    result = invoke("predict", tiny_artifact, "--data", tmp_path / "pairs.tsv", "--text-column", "sentence1")
+    assert result.exit_code == 0, result.output
 
 
 def test_predict_warns_about_empty_texts_and_still_answers(tmp_path, tiny_artifact):

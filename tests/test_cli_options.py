@@ -161,10 +161,10 @@ def test_parse_text_applies_the_parser_to_given_text_only():
     assert parse_text(None, "--when", parser=lambda text: 1 / 0) is None
 
 
-def test_switches_get_a_no_form_when_on_by_default():
+def test_switches_always_get_a_no_form():
     options = by_name(config_options(Outer))
     assert typer_option(options["shuffle"]).param_decls == ("--shuffle/--no-shuffle",)
-    assert typer_option(options["verbose"]).param_decls == ("--verbose",)
+    assert typer_option(options["verbose"]).param_decls == ("--verbose/--no-verbose",)  # as the old CLI had
     assert typer_option(options["limit"]).param_decls == ("--limit",)
 
 

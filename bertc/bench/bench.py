@@ -36,6 +36,7 @@ from bertc.bench.standard import standard_recipe_variants, unpruned_parent
 from bertc.bench.variants import KINDS, describe_variants
 from bertc.console import console
 from bertc.data.config import Columns
+from bertc.data.labels import check_known_labels
 from bertc.data.prepare import read_eval_data
 from bertc.environment import environment
 from bertc.errors import BertcError
@@ -94,10 +95,7 @@ def read_data(config: BenchConfig, variants: list[dict]):
                       config.text_pair_column or task.get("text_pair_column"),
                       config.label_column or task.get("label_column"))
     dataset, _ = read_eval_data(config.data, columns, split=config.split, max_samples=config.max_samples)
-    unknown = sorted({str(label) for label in dataset.labels} - set(variants[0]["labels"]))
-    if unknown:
-        raise BertcError(f"{dataset.source} has labels the models do not know ({', '.join(unknown[:5])}); "
-                         f"they predict {', '.join(variants[0]['labels'])}. Pass data of the same task")
+    check_known_labels(dataset.labels, variants[0]["labels"], dataset.source, "Pass data of the same task")
     return dataset
 
 

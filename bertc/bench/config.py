@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bertc.checks import field_problems, flag, raise_problems, well_typed
-from bertc.errors import BertcError
 from bertc.export.config import Device, Split
 
 
@@ -46,23 +45,3 @@ class BenchConfig:
         if "duration" in ok and self.duration is not None and self.duration <= 0:
             problems.append(f"--duration must be positive, got {self.duration}")
         raise_problems(problems)
-
-
-def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as err:
-        raise BertcError(f"{flag} {text!r} is not a comma-separated list of integers, e.g. 1,8,32") from err
-
-
-def parse_seq_lens(text: str) -> tuple[int | str, ...]:
-    """``real``, ``32,128`` or a mix such as ``real,128``."""
-    values = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part == "real":
-            values.append("real")
-        elif part.isdigit():
-            values.append(int(part))
-        else:
-            raise BertcError(f"--seq-len {text!r}: {part!r} is neither 'real' nor a length; e.g. real or 32,128")
-    return tuple(values)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bertc.data.batching import encode, padded_batches
+from bertc.data.labels import check_known_labels, label_ids
 from bertc.data.load import TextDataset
 from bertc.modeling import PrunedAttention, base_model, encoder_layers, head_size, layer_heads
 
@@ -67,10 +68,12 @@ def importance_batches(tokenizer, dataset: TextDataset, label2id: dict, max_leng
     indices = list(range(len(dataset)))
     random.Random(seed).shuffle(indices)
     sample = dataset.select(sorted(indices[:samples]))
+    check_known_labels(sample.labels, label2id, dataset.source, "Pass data of the task the model was trained on")
+    ids = label_ids(sample.labels, label2id)
     encoded = encode(tokenizer, sample, max_length)
     batches = []
     for batch, inputs in padded_batches(tokenizer, encoded, batch_size, "pt"):
-        inputs["labels"] = torch.tensor([label2id[sample.labels[i]] for i in batch])
+        inputs["labels"] = torch.tensor([ids[i] for i in batch])
         batches.append(dict(inputs))
     return batches
 

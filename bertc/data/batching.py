@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from bertc.data.labels import check_known_labels
+from bertc.data.labels import check_known_labels, label_ids
 
 if TYPE_CHECKING:  # reading data needs pandas; batching and ONNX serving do not
     from bertc.data.load import TextDataset
@@ -24,7 +24,7 @@ def to_hf_dataset(tokenizer, dataset: TextDataset, label2id: dict, max_length: i
     check_known_labels(dataset.labels, label2id, dataset.source, "Fix the data or train on all labels")
     encoded = encode(tokenizer, dataset, max_length)
     columns = {key: encoded[key] for key in MODEL_INPUTS if key in encoded}
-    columns["labels"] = [label2id[label] for label in dataset.labels]
+    columns["labels"] = label_ids(dataset.labels, label2id)
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
     return datasets.Dataset.from_dict(columns)
 

@@ -1,4 +1,4 @@
-"""The one check that data and a model speak about the same classes."""
+"""The one check that data and a model speak about the same classes, and the one way their labels are matched."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def align_labels(found: Iterable, known: Iterable) -> list:
     the training file's "1" when another training label made those text); unknown labels stay as they are."""
     by_text = {str(label): label for label in known}
     return [by_text.get(str(label), label) if label is not None else None for label in found]
+
+
+def label_ids(found: Iterable, label2id: dict) -> list[int]:
+    """The model output index of each label of ``found``, matched as text like ``check_known_labels`` (run it
+    first): data read with 1 finds the model's "1"."""
+    by_text = {str(label): i for label, i in label2id.items()}
+    return [by_text[str(label)] for label in found]

@@ -81,9 +81,14 @@ def prepare_data(config: DataConfig) -> PreparedData:
 
 
 def check_model_labels(data: PreparedData, labels: list) -> None:
-    """Every label in ``data`` must be one the model (of an artifact with ``labels``) predicts."""
+    """Every label in ``data`` must be one the model (of an artifact with ``labels``) predicts; the labels of
+    ``data`` then take the model's form (data read with 1 gets the "1" of a model whose labels are text), so a
+    lookup by value in the model's ``label2id`` finds them."""
     check_known_labels([*data.train.labels, *data.eval.labels], labels, data.train.source,
                        "Pass --data of the same task")
+    data.train.labels = align_labels(data.train.labels, labels)
+    data.eval.labels = align_labels(data.eval.labels, labels)
+    data.labels = align_labels(data.labels, labels)
 
 
 def task_record(config: DataConfig, data: PreparedData, labels: list, max_length: int) -> dict:

@@ -122,7 +122,9 @@ class QuantizeConfig:
     eval_data: str | None = None  # labelled data to compare with the parent (default: the parent's eval data)
     split: Split = "validation"  # split to use when --eval is a directory of splits
     eval_samples: int = 1000  # compare on at most this many examples
-    max_accuracy_drop: float | None = None  # accuracy points the model may lose; beyond it, retry with float layers
+    max_accuracy_drop: float | None = None  # accuracy points the model may lose; beyond it, bertc keeps the
+    #                                          most sensitive layers in float and retries, and writes nothing if
+    #                                          no attempt fits
     max_float_layers: int = 3  # the retry keeps at most this many of the most sensitive layers in float
     sensitivity_samples: int = 200  # examples used to rank layers by sensitivity
     device: Device = "cpu"  # execution provider used to measure: cpu or cuda

@@ -9,7 +9,7 @@ import numpy as np
 from bertc.artifact import read_manifest
 from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
-from bertc.data.load import SPLIT_NAMES, TextDataset
+from bertc.data.load import SPLIT_NAMES, TextDataset, read_file, read_texts, resolve_split
 from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
 from bertc.inference.registry import check_runtime, load_predictor
@@ -50,6 +50,30 @@ def task_columns(manifest: dict, text: str | None = None, pair: str | None = Non
                    label or task.get("label_column"))
 
 
+def prediction_texts(data: str, task: dict, text: str | None = None,
+                     pair: str | None = None) -> tuple[list[str], list[str] | None]:
+    """The texts (and second texts) of an unlabelled file: the columns given, else the ones the artifact of
+    ``task`` was trained with when the file has them, else the ones auto-detection finds."""
+    path = Path(resolve_split(data, "test"))  # its header only; read_texts reads (and checks) the file again
+    present = {str(column) for column in read_file(path).columns} if path.is_file() else set()
+
+    def recorded(name: str | None) -> str | None:
+        return name if name in present else None
+
+    return read_texts(data, text or recorded(task.get("text_column")), pair or recorded(task.get("text_pair_column")))
+
+
+def check_pairs(task: dict, pairs: list[str] | None) -> None:
+    """A sentence-pair model needs the second text of every pair; a model trained on single texts takes none
+    (a model known only by its labels records no columns and takes either)."""
+    if task.get("text_pair_column") is not None and pairs is None:
+        raise BertcError("this model reads sentence pairs; give --pair for each text or --data with the pair column")
+    single = task.get("text_column") is not None and "text_pair_column" in task and task["text_pair_column"] is None
+    if pairs is not None and single:
+        raise BertcError("this model reads single texts, not sentence pairs; leave out --pair, or name the text "
+                         "column of --data with --text-column")
+
+
 def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
              max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
     """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
@@ -70,9 +94,12 @@ def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, spl
 
 def predict(path: Path | str, texts: list[str], pairs: list[str] | None = None, *, device: str = "cpu",
             batch_size: int = 64) -> list[dict]:
-    """`bertc predict`: the label and class probabilities of each text."""
+    """`bertc predict`: the label and class probabilities of each text (with its second text, for a sentence-pair
+    model)."""
     if not texts:
         raise BertcError("no texts to predict; pass a text or --data PATH")
     if pairs is not None and len(pairs) != len(texts):
         raise BertcError(f"{len(texts)} texts but {len(pairs)} second texts (--pair); give one --pair per text")
+    check_runtime(device, batch_size)
+    check_pairs(read_manifest(path).get("task", {}), pairs)
     return predict_texts(load_predictor(path, device=device, batch_size=batch_size), texts, pairs)

@@ -85,13 +85,13 @@ class OnnxPredictor:
         """One right-padded int64 batch in the session's input names (what a bare session.run needs)."""
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
                                  return_tensors="np")
-        return {name: encoded[name].astype(np.int64) for name in self.input_names}
+        return {name: encoded[name].astype(np.int64, copy=False) for name in self.input_names}
 
     def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for batch, padded in padded_batches(self.tokenizer, encoded, self.batch_size, "np", self.input_names):
-            feeds = {name: padded[name].astype(np.int64) for name in self.input_names}
+            feeds = {name: padded[name].astype(np.int64, copy=False) for name in self.input_names}
             out[batch] = self.session.run(["logits"], feeds)[0]
         return out
 

@@ -64,7 +64,7 @@ class OptimizeConfig:
     #                          directory's validation file)
     test: str | None = None  # data for the final accuracy (default: the directory's test file, if any)
     model: str | None = None  # pretrained model to fine-tune first (default: the embedded all-MiniLM-L6-v2)
-    start_from: str | None = None  # start from this fine-tuned artifact instead of fine-tuning (--from)
+    start_from: str | None = None  # start from this fine-tuned artifact instead of fine-tuning
     target: Literal["cpu", "cuda"] = "cpu"  # where the model will be served: cpu (int8) or cuda (fp16)
     max_accuracy_drop: float = 1.0  # accuracy points the winner may lose against the fine-tuned model
     latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet

@@ -78,8 +78,10 @@ def kept_for_resume(out: Path, created: bool) -> Iterator[None]:
         if created and not built:
             shutil.rmtree(out, ignore_errors=True)
         elif built and isinstance(err, BertcError):
-            raise BertcError(f"{err}. What was built so far is kept in {out}; repeat the command with --resume to "
-                             "continue from there") from err
+            if "--resume" in str(err):
+                raise
+            raise BertcError(f"{str(err).rstrip('.')}. What was built so far is kept in {out}; repeat the command "
+                             "with --resume to continue from there") from err
         raise
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import torch
 
-from bertc.training.config import TrainConfig
+from bertc.errors import BertcError
+from bertc.training.config import Optimizer, TrainConfig
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -48,9 +50,11 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
         return cls(groups, lr=config.lr, fused=fused or None)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    from transformers.optimization import Adafactor
+    if config.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
 
-    return Adafactor(groups, lr=config.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+        return Adafactor(groups, lr=config.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    raise BertcError(f"--optimizer {config.optimizer!r} is not one of {', '.join(get_args(Optimizer))}")
 
 
 def warmup_steps(config: TrainConfig, total_steps: int) -> int:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertc.bench.bench import bench
-from bertc.bench.config import BenchConfig, parse_int_list, parse_seq_lens
+from bertc.bench.config import BenchConfig
 from bertc.bench.results import RESULTS_VERSION, read_results
 from bertc.bench.standard import unpruned_parent
 from bertc.cli import app
@@ -91,7 +91,7 @@ def test_existing_results_are_not_overwritten(tmp_path, tiny_artifact, tiny_data
     ("not-an-artifact", "is not a bertc artifact"),
     ("unknown-column", "column 'review' not found"),
     ("pair-column", "does not know a second text column"),
-    ("unknown-labels", "labels the models do not know"),
+    ("unknown-labels", "labels the model does not know"),
     ("too-long", "--seq-len 4096 is longer"),
 ])
 def test_bad_input_fails_before_any_timing(problem, match, tmp_path, tiny_artifact, tiny_data):
@@ -141,12 +141,17 @@ def test_config_checks_types_and_choices_with_the_ranges():
 
 
 def test_option_lists_parse():
-    assert parse_int_list("1, 8,32", "--batch-sizes") == (1, 8, 32)
-    assert parse_seq_lens("real,128") == ("real", 128)
+    """The bench's list options as the CLI parses them (bertc.cli_options) and BenchConfig checks them."""
+    from bertc.cli import BENCH
+    from bertc.cli_options import build_config
+
+    values = {o.name: o.default for o in BENCH} | {"data": "d", "batch_sizes": "1, 8,32", "seq_len": "real,128"}
+    config = build_config(BenchConfig, BENCH, values)
+    assert config.batch_sizes == (1, 8, 32) and config.seq_lens == ("real", 128)
     with pytest.raises(BertcError, match="--seq-len"):
-        parse_seq_lens("real,long")
+        build_config(BenchConfig, BENCH, values | {"seq_len": "real,long"})
     with pytest.raises(BertcError, match="--batch-sizes"):
-        parse_int_list("1,x", "--batch-sizes")
+        build_config(BenchConfig, BENCH, values | {"batch_sizes": "1,x"})
 
 
 def test_results_of_another_format_version_are_refused(tmp_path, tiny_results):

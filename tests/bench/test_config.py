@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bertc.bench.config import BenchConfig, parse_int_list, parse_seq_lens
+from bertc.bench.config import BenchConfig
 from bertc.errors import BertcError
 
 
@@ -57,17 +57,17 @@ def test_types_are_checked_like_every_config(options, flag):
         BenchConfig(data="d", **options)
 
 
-def test_parse_int_list():
-    assert parse_int_list("1,8,32", "--batch-sizes") == (1, 8, 32)
-    assert parse_int_list(" 4 , 16 ,", "--batch-sizes") == (4, 16)
-    with pytest.raises(BertcError, match=r"^--batch-sizes '1,x' is not a comma-separated list of integers, e.g."):
-        parse_int_list("1,x", "--batch-sizes")
+def test_list_options_parse_through_the_cli():
+    from bertc.cli_options import split_list
+
+    assert split_list("1,8,32", "--batch-sizes", int) == (1, 8, 32)
+    with pytest.raises(BertcError, match=r"^--batch-sizes takes comma-separated whole numbers"):
+        split_list("1,x", "--batch-sizes", int)
 
 
-def test_parse_seq_lens():
-    assert parse_seq_lens("real") == ("real",)
-    assert parse_seq_lens("real, 128,32") == ("real", 128, 32)
-    with pytest.raises(BertcError, match=r"^--seq-len 'real,long': 'long' is neither 'real' nor a length"):
-        parse_seq_lens("real,long")
-    with pytest.raises(BertcError, match="is neither"):
-        parse_seq_lens("-5")
+def test_seq_lens_are_real_or_lengths():
+    assert BenchConfig(data="d", seq_lens=("real", 128, 32)).seq_lens == ("real", 128, 32)
+    with pytest.raises(BertcError, match=r"--seq-len needs 'real' or lengths of at least 2"):
+        BenchConfig(data="d", seq_lens=("real", "long"))
+    with pytest.raises(BertcError, match=r"--seq-len needs 'real' or lengths of at least 2"):
+        BenchConfig(data="d", seq_lens=(-5,))

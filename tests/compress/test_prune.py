@@ -386,3 +386,37 @@ def test_a_prune_failing_after_a_finished_step_keeps_it_for_resume(tiny_artifact
     monkeypatch.undo()
     prune(tiny_artifact, config, out, resume=True)
     assert read_manifest(out)["model"]["heads_per_layer"] == [2, 2] and not work.exists()
+
+
+TEXT_LABELS = ["0", "1", "maybe"]  # a model trained on labels that read as text: "maybe" made "0" and "1" text
+
+
+@pytest.fixture
+def text_label_artifact(tiny_bert_dir, tmp_path):
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), TEXT_LABELS)
+    return save_artifact(tmp_path / "text-labels", model, tokenizer, stage="finetune", config={},
+                         task={"labels": TEXT_LABELS, "max_length": 32})
+
+
+def test_data_with_numeric_labels_prunes_a_model_whose_labels_are_text(text_label_artifact, tiny_data, tmp_path):
+    result = runner.invoke(app, ["prune", str(text_label_artifact), "--out", str(tmp_path / "p"), "--heads", "3",
+                                 "--importance", "gradient", "--importance-samples", "32", "--data", str(tiny_data),
+                                 "--max-train-samples", "64", "--max-eval-samples", "16",
+                                 "--recover-steps", "2", "--batch-size", "16", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    manifest = read_manifest(tmp_path / "p")
+    assert manifest["compression"]["importance"] == "gradient" and manifest["model"]["heads_per_layer"] == [3, 3]
+    assert manifest["metrics"]["eval"]["samples"] == 16 and manifest["metrics"]["steps"][0]["recovery"]["steps"] == 2
+
+
+def test_in_memory_prune_matches_numeric_data_labels_to_text_model_labels(tiny_bert_dir, tiny_data, tmp_path):
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), TEXT_LABELS)
+    data = prepare_data(DataConfig(train=str(tiny_data), max_train_samples=64, max_eval_samples=16))
+    assert set(data.train.labels) == {0, 1}  # read as numbers, unlike the model's labels
+    result = prune_(model, tokenizer, PruneConfig(heads=3, importance_samples=32), data, tmp_path / "work",
+                    labels=TEXT_LABELS, max_length=32)
+    assert result.importance == "gradient" and result.eval["samples"] == 16
+    with pytest.raises(BertcError, match=r"has labels the model does not know \(0, 1\); the model predicts a, b"):
+        prune_(model, tokenizer, PruneConfig(heads=2, importance_samples=32), data, tmp_path / "w2",
+               labels=["a", "b"], max_length=32)

@@ -157,6 +157,19 @@ def test_check_model_labels_names_labels_the_model_does_not_predict(tmp_path):
         check_model_labels(data, ["a", "c"])
 
 
+def test_check_model_labels_gives_numeric_data_the_model_labels_read_as_text(tmp_path):
+    train = write(tmp_path / "train.tsv", rows(10))
+    evaluation = write(tmp_path / "eval.tsv", [("x", "1"), ("y", "0")])
+    data = prepare_data(DataConfig(train=str(train), eval=str(evaluation)))
+    assert data.labels == [0, 1] and data.eval.labels == [1, 0]
+    model_labels = ["0", "1", "maybe"]  # a model trained on text labels
+    check_model_labels(data, model_labels)
+    label2id = {label: i for i, label in enumerate(model_labels)}
+    assert [label2id[label] for label in data.eval.labels] == [1, 0]  # a lookup by value finds them
+    assert [label2id[label] for label in data.train.labels] == [0, 1] * 5
+    assert data.labels == ["0", "1"]
+
+
 def test_task_record_holds_labels_columns_and_absolute_data_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "train.tsv", rows(10))

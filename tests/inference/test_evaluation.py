@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bertc.artifact import write_manifest
+from bertc.artifact import read_manifest, write_manifest
 from bertc.data.config import Columns
 from bertc.data.load import TextDataset
 from bertc.errors import BertcError
 from bertc.inference import evaluation
 from bertc.inference.registry import PREDICTOR_LOADERS
+from bertc.jsonio import write_json
 
 
 @dataclass
@@ -116,6 +117,55 @@ def test_predict_labels_every_text(keyword_artifact):
     rows = evaluation.predict(path, ["so good", "meh"], ["p1", "p2"], batch_size=4)
     assert [row["label"] for row in rows] == ["pos", "neg"]
     assert calls == [(path, "cpu", 4), (["so good", "meh"], ["p1", "p2"])]
+
+
+def test_predict_refuses_a_pair_model_texts_alone_before_loading_it(keyword_artifact):
+    path, _, calls = keyword_artifact
+    manifest = read_manifest(path)
+    manifest["task"]["text_pair_column"] = "answer"
+    write_json(path / "bertc.json", manifest)
+    with pytest.raises(BertcError, match=r"^this model reads sentence pairs; give --pair for each text or --data "
+                                         r"with the pair column$"):
+        evaluation.predict(path, ["so good"])
+    assert calls == []
+    assert [row["label"] for row in evaluation.predict(path, ["so good"], ["yes"])] == ["pos"]
+
+
+PAIR_TASK = {"text_column": "question", "text_pair_column": "answer"}
+SINGLE_TASK = {"text_column": "review", "text_pair_column": None}
+
+
+@pytest.mark.parametrize("task, pairs, refusal", [
+    (PAIR_TASK, None, "this model reads sentence pairs"),
+    (PAIR_TASK, ["x"], None),
+    (SINGLE_TASK, ["x"], "this model reads single texts, not sentence pairs"),
+    (SINGLE_TASK, None, None),
+    ({"text_column": None, "text_pair_column": None}, ["x"], None),  # known by its labels only: either
+    ({"text_column": None, "text_pair_column": None}, None, None),
+    ({"text_column": "review"}, ["x"], None),  # no pair column recorded at all: either
+    ({}, ["x"], None),
+])
+def test_check_pairs(task, pairs, refusal):
+    if refusal is None:
+        evaluation.check_pairs(task, pairs)
+    else:
+        with pytest.raises(BertcError, match=f"^{refusal}"):
+            evaluation.check_pairs(task, pairs)
+
+
+def test_prediction_texts_take_the_artifacts_columns_when_the_file_has_them(tmp_path):
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\treview\tq\ta\nauto\tmine\tfirst\tsecond\n")
+    assert evaluation.prediction_texts(str(data), {}) == (["auto"], None)  # auto-detected
+    assert evaluation.prediction_texts(str(data), SINGLE_TASK) == (["mine"], None)
+    assert evaluation.prediction_texts(str(data), {"text_column": "q", "text_pair_column": "a"}) == \
+        (["first"], ["second"])
+    assert evaluation.prediction_texts(str(data), {"text_column": "body", "text_pair_column": "a"}) == \
+        (["auto"], ["second"])  # the recorded text column is not in the file: auto-detected
+    assert evaluation.prediction_texts(str(data), PAIR_TASK) == (["auto"], None)
+    assert evaluation.prediction_texts(str(data), SINGLE_TASK, "q", "a") == (["first"], ["second"])  # given wins
+    with pytest.raises(BertcError, match="does not exist"):
+        evaluation.prediction_texts(str(tmp_path / "missing.tsv"), SINGLE_TASK)
 
 
 def test_evaluate_scores_duplicates_as_given_and_counts_the_rows_it_leaves_out(keyword_artifact, tmp_path):

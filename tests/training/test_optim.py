@@ -47,6 +47,13 @@ def test_adafactor(model):
     assert isinstance(build_optimizer(model, TrainConfig(optimizer="adafactor")), Adafactor)
 
 
+def test_an_unknown_optimizer_is_refused_not_read_as_adafactor(model):
+    config = TrainConfig()
+    object.__setattr__(config, "optimizer", "lion")  # past the config's own check, as a caller's object may be
+    with pytest.raises(BertcError, match=r"^--optimizer 'lion' is not one of adamw, adam, sgd, adafactor$"):
+        build_optimizer(model, config)
+
+
 def lr_curve(model, schedule, total=100, **kwargs):
     optimizer = build_optimizer(model, TrainConfig(lr=1.0, schedule=schedule, layer_lr_decay=1.0, **kwargs))
     scheduler = build_scheduler(optimizer, TrainConfig(lr=1.0, schedule=schedule, **kwargs), total)
