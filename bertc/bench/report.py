@@ -14,6 +14,8 @@ import html
 import math
 from pathlib import Path
 
+from rich.table import Table
+
 from bertc.artifact import check_output, staging_dir
 from bertc.bench.figures import figures
 from bertc.bench.results import read_results, reference_setting, row_at, setting_label
@@ -296,8 +298,6 @@ def to_html(sections: list[dict], max_accuracy_drop: float) -> str:
 
 def console_tables(results: dict) -> list:
     """Compact tables for the terminal (what `bertc bench` prints at the end); the report has every column."""
-    from rich.table import Table
-
     setting = reference_setting(results)
     summary = Table("variant", "backend", "p50 ms", "p99 ms", "samples/s", "speedup", "acc %", "delta", "MB",
                     "RSS MB", title=f"variants at {setting_label(setting)} (ranges: per-round "

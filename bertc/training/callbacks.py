@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 BEST_DIR = "best"
@@ -27,8 +29,6 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
         self.progress.start()
@@ -126,8 +126,6 @@ class BestModelCallback(TrainerCallback):
         if self.best is None or value > self.best:
             self.best, self.best_step, self.bad_evals = value, state.global_step, 0
             if state.is_world_process_zero:
-                from safetensors.torch import save_file
-
                 self.dir.mkdir(parents=True, exist_ok=True)
                 weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
                 save_file(weights, str(self.dir / "model.safetensors"))
@@ -144,8 +142,6 @@ class BestModelCallback(TrainerCallback):
         file = self.dir / "model.safetensors"
         if not file.is_file():
             return False
-        from safetensors.torch import load_file
-
         state = load_file(str(file), device=str(next(model.parameters()).device))
         unwrap(model).load_state_dict(state)
         return True
