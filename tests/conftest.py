@@ -32,14 +32,27 @@ def make_sentence(rng: random.Random, label: int) -> str:
     return " ".join(words)
 
 
-def write_tsv(path: Path, n: int, seed: int) -> Path:
+def write_tsv(path: Path, n: int, seed: int, pairs: bool = False) -> Path:
+    """Labelled sentences; with ``pairs``, sentence pairs whose label is whether the second is positive (the first
+    carries a random sentiment and its row number, so only the pair decides)."""
     rng = random.Random(seed)
-    rows = ["sentence\tlabel"]
-    for _ in range(n):
+    rows = ["sentence1\tsentence2\tlabel" if pairs else "sentence\tlabel"]
+    for i in range(n):
         label = rng.randint(0, 1)
-        rows.append(f"{make_sentence(rng, label)}\t{label}")
+        first = f"{make_sentence(rng, rng.randint(0, 1))} {i}\t" if pairs else ""
+        rows.append(f"{first}{make_sentence(rng, label)}\t{label}")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def assert_one_line_error(result, *phrases: str) -> str:
+    """A CLI result that failed as bad input should: exit 2, one line, no traceback, naming every phrase."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    return lines[0]
 
 
 def tiny_tokenizer(directory: Path):

@@ -1,5 +1,4 @@
 import json
-import random
 import re
 import shutil
 
@@ -14,7 +13,7 @@ from bertc.finetune.config import FinetuneConfig
 from bertc.finetune.finetune import finetune
 from bertc.inference.evaluation import predict, predict_texts
 from bertc.inference.registry import load_predictor
-from tests.conftest import make_sentence, quick_train_config
+from tests.conftest import quick_train_config, write_tsv
 
 runner = CliRunner()
 
@@ -110,23 +109,12 @@ def test_evaluate_bad_inputs(tmp_path, tiny_artifact, tiny_data):
                       "labels the model does not know \\(7\\)")
 
 
-def write_pairs(path, n, seed):
-    """Sentence pairs whose label is whether the second sentence is positive: the pair decides it."""
-    rng = random.Random(seed)
-    rows = ["sentence1\tsentence2\tlabel"]
-    for i in range(n):
-        label = rng.randint(0, 1)
-        rows.append(f"{make_sentence(rng, rng.randint(0, 1))} {i}\t{make_sentence(rng, label)}\t{label}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def pair_artifact(tmp_path_factory, tiny_bert_dir):
     data = tmp_path_factory.mktemp("pairs")
-    write_pairs(data / "train.tsv", 80, seed=1)
-    write_pairs(data / "validation.tsv", 20, seed=2)
-    write_pairs(data / "test.tsv", 20, seed=3)
+    write_tsv(data / "train.tsv", 80, seed=1, pairs=True)
+    write_tsv(data / "validation.tsv", 20, seed=2, pairs=True)
+    write_tsv(data / "test.tsv", 20, seed=3, pairs=True)
     config = FinetuneConfig(data=DataConfig(train=str(data)), train=quick_train_config(max_steps=10, lr=2e-3))
     return finetune(tiny_bert_dir, config, data / "artifact"), data / "test.tsv"
 

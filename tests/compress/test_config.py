@@ -56,24 +56,6 @@ def test_configs_take_data_without_training_data():
     assert PruneConfig(heads=2, recover=quick_train_config()).recover.epochs == 1
 
 
-def test_data_resolves_to_the_given_or_the_recorded_data(tmp_path):
-    train, evaluation = tmp_path / "train.tsv", tmp_path / "validation.tsv"
-    train.write_text("sentence\tlabel\n")
-    evaluation.write_text("sentence\tlabel\n")
-    manifest = {"task": {"train_data": str(train), "eval_data": str(evaluation), "text_column": "sentence",
-                         "text_pair_column": None, "label_column": "label"}}
-    given = DataConfig(train="other.tsv", max_train_samples=5)
-    assert given.resolve(manifest) == (given, "--data other.tsv")
-
-    data, source = DataConfig(label_column="y", max_train_samples=5, seed=3).resolve(manifest)
-    assert source == f"the artifact's training data ({train})"
-    assert data == DataConfig(train=str(train), eval=str(evaluation), text_column="sentence", label_column="y",
-                              max_train_samples=5, seed=3)
-
-    evaluation.unlink()
-    assert DataConfig().resolve(manifest)[0].eval is None
-
-
 def test_data_resolves_to_none_with_a_reason(tmp_path):
     assert DataConfig().resolve({"task": {}}) == (None, "no labelled data: no --data given and none is recorded")
     gone = str(Path(tmp_path / "gone.tsv"))

@@ -17,7 +17,7 @@ from bertc.data.prepare import prepare_data
 from bertc.errors import BertcError
 from bertc.modeling import encoder_layers, layer_shapes, load_pretrained_classifier, make_student
 from bertc.torch_artifact import load_artifact, load_model, save_artifact
-from tests.conftest import make_tiny_model_dir, quick_train_config
+from tests.conftest import assert_one_line_error, make_tiny_model_dir, quick_train_config
 
 runner = CliRunner()
 TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the acting was very bad indeed"]
@@ -149,11 +149,8 @@ def test_student_copy_leaves_teacher_alone(tiny_bert_dir):
 def test_max_length_beyond_the_position_embeddings_is_refused_before_any_work(tiny_artifact, tmp_path):
     result = runner.invoke(app, ["distill", "--teacher", str(tiny_artifact), "--out", str(tmp_path / "d"),
                                  "--student-layers", "1", "--max-steps", "2", "--max-length", "129", "--device", "cpu"])
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    assert "--max-length 129 is more than the 128 tokens the student can read" in lines[0]
-    assert "pass --max-length 128 or less" in lines[0]
+    assert_one_line_error(result, "--max-length 129 is more than the 128 tokens the student can read",
+                          "pass --max-length 128 or less")
     assert list(tmp_path.iterdir()) == []  # no artifact, no work directory
 
 

@@ -21,7 +21,7 @@ from bertc.errors import BertcError
 from bertc.modeling import PrunedAttention, encoder_layers, every_other_layer, layer_shapes, load_pretrained_classifier
 from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from bertc.training.workdir import work_dir_for
-from tests.conftest import REPO, quick_train_config
+from tests.conftest import REPO, assert_one_line_error, quick_train_config
 
 runner = CliRunner()
 TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the acting was very bad indeed"]
@@ -347,11 +347,8 @@ def test_prune_resume_after_sigkill_gives_the_uninterrupted_model(tiny_artifact,
 def test_recovery_max_length_beyond_the_position_embeddings_is_refused_before_any_work(tiny_artifact, tmp_path):
     result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(tmp_path / "p"), "--heads", "2",
                                  "--recover-steps", "2", "--max-length", "200", "--device", "cpu"])
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    assert "--max-length 200 is more than the 128 tokens the model can read" in lines[0]
-    assert "pass --max-length 128 or less" in lines[0]
+    assert_one_line_error(result, "--max-length 200 is more than the 128 tokens the model can read",
+                          "pass --max-length 128 or less")
     assert list(tmp_path.iterdir()) == []  # no artifact, no work directory
 
 

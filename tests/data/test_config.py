@@ -54,12 +54,18 @@ def test_given_data_is_used_as_is():
     assert config.resolve({"task": {"train_data": "/other.tsv"}}) == (config, "--data mine.tsv")
 
 
-def test_without_data_the_artifacts_recorded_data_and_columns_are_used(tmp_path):
+def recorded_task(tmp_path, text_column: str, label_column: str) -> tuple:
+    """An artifact's manifest recording training and evaluation files that exist, with their columns."""
     train, evaluation = tmp_path / "train.tsv", tmp_path / "dev.tsv"
     train.write_text("x")
     evaluation.write_text("x")
-    manifest = {"task": {"train_data": str(train), "eval_data": str(evaluation), "text_column": "review",
-                         "text_pair_column": None, "label_column": "stars"}}
+    return train, evaluation, {"task": {"train_data": str(train), "eval_data": str(evaluation),
+                                        "text_column": text_column, "text_pair_column": None,
+                                        "label_column": label_column}}
+
+
+def test_without_data_the_artifacts_recorded_data_and_columns_are_used(tmp_path):
+    train, evaluation, manifest = recorded_task(tmp_path, "review", "stars")
     resolved, where = DataConfig(label_column="mine", max_train_samples=5).resolve(manifest)
     assert resolved == DataConfig(train=str(train), eval=str(evaluation), text_column="review",
                                   label_column="mine", max_train_samples=5)  # options given still win
@@ -78,3 +84,17 @@ def test_no_data_anywhere_is_explained(tmp_path):
     gone = str(tmp_path / "gone.tsv")
     assert DataConfig().resolve({"task": {"train_data": gone}}) == (
         None, f"no labelled data: no --data given and the recorded training data {gone} is not on this machine")
+
+
+def test_data_resolves_to_the_given_or_the_recorded_data(tmp_path):
+    train, evaluation, manifest = recorded_task(tmp_path, "sentence", "label")
+    given = DataConfig(train="other.tsv", max_train_samples=5)
+    assert given.resolve(manifest) == (given, "--data other.tsv")
+
+    data, source = DataConfig(label_column="y", max_train_samples=5, seed=3).resolve(manifest)
+    assert source == f"the artifact's training data ({train})"
+    assert data == DataConfig(train=str(train), eval=str(evaluation), text_column="sentence", label_column="y",
+                              max_train_samples=5, seed=3)
+
+    evaluation.unlink()
+    assert DataConfig().resolve(manifest)[0].eval is None
