@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from bertc.bench.config import BenchConfig
-from bertc.cli_options import Option, argument, build_config, command_function, config_options, split_list
+from bertc.cli_options import Option, argument, build_config, command_function, config_options, split_list, to_number
 from bertc.compress.config import DistillConfig, PruneConfig
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig
@@ -126,7 +126,7 @@ register("finetune", finetune, [
         "Pretrained model: a directory, a Hub id, or a bertc artifact. Default: the embedded all-MiniLM-L6-v2.")),
     RESUME, OVERWRITE], FINETUNE, "Fine-tune a BERT-family encoder on labelled text.")
 
-PRUNE = config_options(PruneConfig, skip=("heads_global", "heads_global_ratio"),
+PRUNE = config_options(PruneConfig, skip=("heads", "heads_global", "heads_global_ratio"),
                        flags={**DATA_FLAGS, "data.train": "--data", "recover.epochs": "--recover-epochs",
                               "recover.max_steps": "--recover-steps"},
                        defaults={"recover.epochs": None, "recover.lr": 5e-5, **SEED["defaults"]},
@@ -142,8 +142,9 @@ def prune(values: dict) -> None:
     if recover and values["recover_epochs"] is None:
         values["recover_epochs"] = "1"
     count, share = heads_global(values["heads_global"])
-    config = build_config(PruneConfig, PRUNE, values, heads_global=count, heads_global_ratio=share,
-                          **({} if recover else {"recover": None}))
+    heads, per_layer = heads_option(values["heads"], values["heads_per_layer"])
+    config = build_config(PruneConfig, PRUNE, values, heads=heads, heads_per_layer=per_layer, heads_global=count,
+                          heads_global_ratio=share, **({} if recover else {"recover": None}))
     stage("bertc.compress.prune:prune", values, values["artifact"], config, "bertc.cli_output:show_compression")
 
 
@@ -158,8 +159,20 @@ def heads_global(value: str | None) -> tuple[int | None, float | None]:
     return (None, number) if "." in value or number < 1 else (int(number), None)
 
 
+def heads_option(value: str | None, per_layer: str | None) -> tuple[int | None, str | None]:
+    """--heads 8 keeps 8 heads in every layer; --heads -1:8 (layer:heads entries) is --heads-per-layer's short form."""
+    if value is None or ":" not in value:
+        return to_number(value, "--heads", int), per_layer
+    if per_layer is not None:
+        raise BertcError("give only one of --heads and --heads-per-layer")
+    return None, value
+
+
 register("prune", prune, [
     argument("artifact", Path, help="The bertc artifact to prune."), OUT,
+    argument("heads", str | None, None, "--heads", option=True, help=(
+        "Keep the N most important heads in every layer (e.g. 8), or in the named layers only: -1:8 (the last "
+        "layer keeps 8), 5:8,4:10.")),
     argument("heads_global", str | None, None, "--heads-global", option=True, help=(
         "Keep N heads ranked across layers (e.g. 36), or a share of them (e.g. 0.5); layers may differ and lose "
         "all their heads.")),
@@ -202,7 +215,8 @@ register("export", export, [
     argument("artifact", Path, help="A bertc artifact (or a transformers classifier directory)."), OUT,
     argument("onnx", bool, True, "--onnx", option=True, hidden=True, help="ONNX is the format bertc exports."),
     REUSE, OVERWRITE], EXPORT,
-    "Export to ONNX, fuse with ONNX Runtime, check the fusion and verify against PyTorch on real samples.")
+    "Export to ONNX (fused with ONNX Runtime, the fusion checked) or OpenVINO IR (--openvino), verified against "
+    "PyTorch on real samples.")
 
 QUANTIZE = config_options(QuantizeConfig, skip=("method",), flags={"eval_data": "--eval"})
 METHOD_OPTIONS = config_options(StaticQuantConfig, skip=("seed",), panel="Method",
@@ -217,12 +231,12 @@ def quantize(values: dict) -> None:
 
 
 register("quantize", quantize, [
-    argument("artifact", Path, help="An fp32 ONNX artifact, or a PyTorch one (exported first)."), OUT,
+    argument("artifact", Path, help="An fp32 ONNX or OpenVINO artifact, or a PyTorch one (exported first)."), OUT,
     argument("method", str, "dynamic", "--method", option=True, panel="Method", help=(
-        "dynamic (ORT int8), static (ORT int8 QDQ, calibrated), fp16 (CUDA), or torch-dynamic (PyTorch int8 "
-        "Linear layers).")),
+        "dynamic (ORT int8), static (ORT int8 QDQ, calibrated), fp16 (CUDA), torch-dynamic (PyTorch int8 "
+        "Linear layers), or nncf-int8 (OpenVINO int8, calibrated; accuracy-aware with --max-accuracy-drop).")),
     REUSE, OVERWRITE], [*QUANTIZE, *METHOD_OPTIONS],
-    "Quantize (int8 dynamic/static, fp16, PyTorch int8) and measure the result against its parent.")
+    "Quantize (int8 dynamic/static, fp16, PyTorch int8, OpenVINO NNCF int8) and measure it against its parent.")
 
 # --- evaluate, predict, bench, report -----------------------------------------------------------------------
 COLUMNS = [argument(name, str | None, None, "--" + name.replace("_", "-"), option=True, help=text) for name, text in (

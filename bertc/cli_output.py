@@ -39,6 +39,12 @@ def show_compression(path: Path) -> None:
                 for key in ("num_parameters", "encoder_parameters", "flops")}
         rows["heads per layer"] = f"{before['heads_per_layer']} -> {after['heads_per_layer']}"
         rows["FFN per layer"] = f"{before['ffn_per_layer']} -> {after['ffn_per_layer']}"
+        for key, name in (("hidden_size", "hidden size"), ("vocab_size", "vocabulary"),
+                          ("max_position_embeddings", "positions")):
+            if before.get(key) != after.get(key):
+                rows[name] = f"{before.get(key):,} -> {after.get(key):,}"
+        if activation := compression.get("activation"):
+            rows["FFN activation"] = f"{activation['from']} -> {activation['to']}"
         console.print(key_value_table(rows, f"size (FLOPs at {after['flops_seq_len']} tokens)"))
     for step in metrics.get("steps", []):
         recovered = (step.get("recovery") or {}).get("best_eval_accuracy")

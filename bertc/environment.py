@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("bertc", "torch", "transformers", "accelerate", "datasets", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "numpy")
+            "onnxruntime-gpu", "openvino", "nncf", "numpy")
 
 
 def cpu_model() -> str:

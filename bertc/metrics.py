@@ -45,3 +45,19 @@ def classification_report(y_true, y_pred, labels: list) -> dict:
     report["confusion_matrix"] = matrix.tolist()
     report["labels"] = [str(label) for label in labels]
     return report
+
+
+def paired_bootstrap(correct_a, correct_b, *, resamples: int = 10_000, seed: int = 0,
+                     confidence: float = 0.95) -> dict:
+    """Accuracy difference b - a (in points) of two models scored on the same rows, with a paired bootstrap
+    interval: rows are resampled together, so what both models get right or wrong cancels out."""
+    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError("paired_bootstrap needs two equally long, non-empty lists of per-row correctness")
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(a), size=(resamples, len(a)))
+    differences = (b[rows] - a[rows]).mean(axis=1) * 100
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    return {"difference": float((b - a).mean() * 100), "low": float(low), "high": float(high),
+            "confidence": confidence, "rows": len(a)}

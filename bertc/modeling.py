@@ -6,6 +6,9 @@ whose layers were pruned to different sizes. A pruned model records its shape in
 
     "bertc_heads_per_layer": [12, 8, 0, ...]   # attention heads kept in each layer (0: attention removed)
     "bertc_ffn_per_layer":   [1536, 768, ...]  # intermediate (FFN) neurons kept in each layer
+
+A model whose hidden width was pruned (bertc.compress.width) keeps its heads at their width, so its nominal
+``num_attention_heads`` is ``hidden_size / head_size`` and the real counts are always recorded.
 """
 
 from __future__ import annotations
@@ -328,7 +331,10 @@ def make_student(teacher_model, layers: list[int]):
 
 
 def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None = None) -> None:
-    """Give each layer the recorded number of heads and FFN neurons (weights are loaded afterwards)."""
+    """Give each layer the recorded number of heads and FFN neurons (weights are loaded afterwards).
+
+    Layers may need more heads than the config's nominal count: a model whose hidden width was pruned keeps its
+    heads at their width, so it has more heads than hidden_size / head_size."""
     layers = encoder_layers(model)
     for values, what in ((heads, "heads"), (ffn, "FFN sizes")):
         if values is not None and len(values) != len(layers):
@@ -337,10 +343,28 @@ def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None
     head_dim = head_size(model)
     for i, layer in enumerate(layers):
         if heads is not None and heads[i] != layer_heads(layer):
-            keep_heads_(layer, list(range(heads[i])), head_dim)
+            resize_heads_(layer, heads[i], head_dim)
         if ffn is not None and ffn[i] != layer_ffn(layer):
-            keep_neurons_(layer, torch.arange(ffn[i]))
+            inner = layer.intermediate.dense
+            layer.intermediate.dense = nn.Linear(inner.in_features, ffn[i], bias=inner.bias is not None)
+            outer = layer.output.dense
+            layer.output.dense = nn.Linear(ffn[i], outer.out_features, bias=outer.bias is not None)
     record_layer_shapes_(model)
+
+
+def resize_heads_(layer, heads: int, head_dim: int) -> None:
+    """Give one layer ``heads`` attention heads of ``head_dim`` with untrained weights (loaded afterwards)."""
+    if heads == 0:
+        keep_heads_(layer, [], head_dim)
+        return
+    self_attention, output = layer.attention.self, layer.attention.output
+    width = heads * head_dim
+    for name in ("query", "key", "value"):
+        old = getattr(self_attention, name)
+        setattr(self_attention, name, nn.Linear(old.in_features, width, bias=old.bias is not None))
+    output.dense = nn.Linear(width, output.dense.out_features, bias=output.dense.bias is not None)
+    self_attention.num_attention_heads = heads
+    self_attention.all_head_size = width
 
 
 def usable_positions(config) -> int:

@@ -1,6 +1,6 @@
 """Every command × every class of bad input: exit code 2, one line on stderr, nothing changed, nothing left behind.
 
-The table has 233 rows in 119 cells: the 11 commands (finetune, prune, distill, export, quantize, evaluate, predict,
+The table has 240 rows in 119 cells: the 11 commands (finetune, prune, distill, export, quantize, evaluate, predict,
 bench, report, optimize, run) × the 11 classes of bad input (missing, unreadable, empty, corrupted, wrong columns,
 non-finite numbers, out-of-range options, unknown choices, unwritable output, existing output, incompatible
 artifacts), less the two cells that cannot apply (report has no columns and no choices). Each row runs in-process on
@@ -76,12 +76,18 @@ ROWS = [
     ("prune", "unreadable", P + " --data {W}/data --importance gradient", NO_READ, "Permission denied"),
     ("prune", "empty", "prune {W}/emptydir --out {W}/out --heads 2", None, "not a bertc artifact"),
     ("prune", "empty", P + " --data {W}/empty.tsv --importance gradient", None, "could not read"),
+    ("prune", "empty", "prune {W}/pt --out {W}/out --vocab {W}/header.tsv", None, "has no texts"),
+    ("prune", "empty", "prune {W}/pt --out {W}/out --vocab {W}/empty.tsv", None, "has no texts"),
     ("prune", "corrupted", "prune {W}/garbage-art --out {W}/out --heads 2", None, "not valid JSON"),
     ("prune", "corrupted", "prune {W}/trunc-st --out {W}/out --heads 2", None, "damaged"),
     ("prune", "columns", P + " --data {W}/data --text-column body --importance gradient", None, "'body' not found"),
     ("prune", "nonfinite", P + " --ffn nan", None, "--ffn must be a finite number"),
     ("prune", "nonfinite", P + " --recover-steps 1 --lr nan", None, "--lr must be a finite number"),
     ("prune", "range", P + " --heads 100", None, "more than the model's 4 heads"),
+    ("prune", "range", "prune {W}/pt --out {W}/out --heads-per-layer 4,4,4", None, "but the model has 2 layers"),
+    ("prune", "range", "prune {W}/pt --out {W}/out --heads -1:9", None, "keeps 9 heads in layer 1, which has 4"),
+    ("prune", "range", "prune {W}/pt --out {W}/out --heads-per-layer 4,-1", None, "has a negative size"),
+    ("prune", "range", "prune {W}/pt --out {W}/out --hidden 12", None, "not a multiple of the head size"),
     ("prune", "range", "prune {W}/pt --out {W}/out --ffn 2.0", None, "--ffn must be a fraction"),
     ("prune", "choice", P + " --importance foo", None, "--importance 'foo'"),
     ("prune", "choice", "prune {W}/pt --out {W}/out --layers 1 --layer-strategy foo", None, "--layer-strategy"),
@@ -250,6 +256,7 @@ ROWS = [
     ("optimize", "nonfinite", OPT + " --lr inf", None, "--lr must be a finite number"),
     ("optimize", "range", OPT + " --selection-samples 0", None, "--selection-samples must be"),
     ("optimize", "range", OPT + " --max-accuracy-drop -1", None, "--max-accuracy-drop must be at least 0"),
+    ("optimize", "range", OPT + " --serve-batch 0", None, "--serve-batch must be a whole number of at least 1"),
     ("optimize", "choice", OPT.replace("quick", "huge"), None, "--preset 'huge'"),
     ("optimize", "choice", OPT + " --target tpu", None, "--target 'tpu'"),
     ("optimize", "choice", OPT + " --candidates ,,", None, "has an empty entry"),

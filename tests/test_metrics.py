@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bertc.metrics import classification_report, confusion_matrix, per_class_scores, quick_metrics
+from bertc.metrics import classification_report, confusion_matrix, paired_bootstrap, per_class_scores, quick_metrics
 
 # Three classes: class 1 is in the data but never predicted; class 2 is predicted once but absent from the data.
 Y_TRUE = [0, 0, 0, 0, 1, 1]
@@ -81,3 +81,24 @@ def test_classification_report_names_labels_as_text():
 
 def test_empty_lists_score_zero_instead_of_failing():
     assert quick_metrics([], [], 2) == {"accuracy": 0.0, "macro_f1": 0.0}
+
+
+def test_paired_bootstrap_interval_holds_the_difference_and_shrinks_with_agreement():
+    rng = np.random.default_rng(1)
+    a = rng.random(400) < 0.8
+    b = a.copy()
+    b[:20] = True  # b fixes 20 rows a got wrong or keeps them right
+    expected = (b.mean() - a.mean()) * 100
+    result = paired_bootstrap(a, b)
+    assert result["difference"] == pytest.approx(expected)
+    assert result["low"] <= expected <= result["high"]
+    # The same models with unrelated errors (unpaired) spread far wider than the paired interval.
+    shuffled = paired_bootstrap(a, rng.permutation(b))
+    assert shuffled["high"] - shuffled["low"] > 2 * (result["high"] - result["low"])
+    same = paired_bootstrap(a, a)
+    assert same["low"] == same["high"] == 0.0
+
+
+def test_paired_bootstrap_refuses_unpaired_rows():
+    with pytest.raises(ValueError):
+        paired_bootstrap([True, False], [True])

@@ -42,6 +42,8 @@ from bertc.environment import environment
 from bertc.errors import BertcError
 from bertc.inference.evaluation import score_dataset
 from bertc.inference.onnx import OnnxPredictor
+from bertc.inference.openvino import KIND as OPENVINO
+from bertc.inference.openvino import OpenVinoPredictor
 from bertc.inference.registry import load_predictor
 from bertc.jsonio import to_jsonable, write_json
 
@@ -112,11 +114,15 @@ def measure_all(variants: list[dict], dataset, settings: list[Setting], config: 
             backends, tokenizers = {}, {}
             for v in variants:
                 path, manifest = Path(v["path"]), v["_manifest"]
-                if v["kind"] == "onnx":  # one session: the timing one scores accuracy too
+                if v["kind"] in ("onnx", OPENVINO):  # one session: the timing one scores accuracy too
                     backend = open_backend(path, manifest, config.device, threads)
                     task = manifest["task"]
-                    predictor = OnnxPredictor(backend.session, load_tokenizer(path), task["labels"],
-                                              task.get("max_length", 128))
+                    args = (load_tokenizer(path), task["labels"], task.get("max_length", 128))
+                    if v["kind"] == "onnx":
+                        predictor = OnnxPredictor(backend.session, *args)
+                    else:
+                        predictor = OpenVinoPredictor(backend.compiled, *args)
+                        v["openvino"] = backend.properties  # what the plugin really runs with, beside its times
                 else:  # the predictor's model is the one timed
                     predictor = load_predictor(path, device=config.device)
                     backend = open_backend(path, manifest, config.device, threads, predictor)
@@ -190,6 +196,10 @@ def assemble(variants: list[dict], settings: list[Setting], config: BenchConfig,
         env["onnxruntime_providers"] = onnxruntime.get_available_providers()
     except ImportError:
         pass
+    if any(v["kind"] == OPENVINO for v in variants):  # environment() does not list the optional extra
+        import openvino
+
+        env["openvino_version"] = openvino.__version__
     return to_jsonable({
         "format": RESULTS_FORMAT, "format_version": RESULTS_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -5,7 +5,9 @@ way a server calls the model. Tokenisation is not timed (it is the same for ever
 
 - Backends come from the artifact: PyTorch eager for ``pytorch`` and ``pytorch-quantized`` artifacts (the model
   is taken from ``bertc.inference.load_predictor``, so quantized PyTorch variants load exactly as for accuracy),
-  and an ONNX Runtime ``InferenceSession`` (``bertc.inference.onnx.create_session``) for ``onnx`` artifacts.
+  an ONNX Runtime ``InferenceSession`` (``bertc.inference.onnx.create_session``) for ``onnx`` artifacts, and a
+  model compiled by a plain ``openvino.Core`` (``bertc.inference.openvino.compile_artifact``) for ``openvino``
+  ones, called through one synchronous infer request.
 - ``seq_len="real"``: batches of real sentences, each batch padded only to its own longest member, so the
   latency distribution reflects the lengths of the data. A fixed length ``L``: every row holds ``L`` attended
   tokens, for capacity planning.
@@ -13,7 +15,10 @@ way a server calls the model. Tokenisation is not timed (it is the same for ever
   rotates), so slow drifts of the machine hit all variants alike. The first call of each block is not timed:
   it re-warms caches after the previous variant ran, as a server serving one model would have them.
 - Each runtime keeps the threading a server would give it, with one exception: ONNX Runtime sessions do not spin
-  (an idle spinning pool slows whatever runs next on the same cores). PyTorch keeps its OpenMP defaults: their
+  (an idle spinning pool slows whatever runs next on the same cores). OpenVINO gets what ONNX Runtime gets: the
+  thread count, one stream (its LATENCY hint: one request at a time uses every thread, as ``session.run`` does;
+  THROUGHPUT would split the threads over streams no one feeds) and no pinning (ORT does not pin an explicit
+  thread count); it offers no switch for its TBB workers' brief spin. PyTorch keeps its OpenMP defaults: their
   short spin after a block only overlaps the untimed re-warm call, while ``OMP_WAIT_POLICY=PASSIVE`` made
   PyTorch eager slower on 2 cores (measured: 12.9-13.9x instead of 9.1-10.2x for the same pair of models) and so
   would flatter every ratio against it.
@@ -36,6 +41,8 @@ import numpy as np
 
 from bertc.errors import BertcError
 from bertc.inference.onnx import create_session, providers_for
+from bertc.inference.openvino import KIND as OPENVINO
+from bertc.inference.openvino import compile_artifact, compiled_properties
 from bertc.inference.registry import load_predictor
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -139,20 +146,8 @@ class OrtBackend:
         self.inputs = [i.name for i in session.get_inputs()]
         self.outputs = [o.name for o in session.get_outputs()][:1]
 
-    def feeds(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {}
-        for name in self.inputs:
-            if name in batch:
-                feeds[name] = batch[name]
-            elif name == "token_type_ids":
-                feeds[name] = np.zeros_like(batch["input_ids"])
-            else:
-                raise BertcError(f"the ONNX model needs an input '{name}' that bertc does not make; "
-                                 f"bertc feeds {', '.join(INPUT_NAMES)}. Re-export it with `bertc export --onnx`")
-        return feeds
-
     def prepare(self, batch: dict[str, np.ndarray]):
-        feeds = self.feeds(batch)
+        feeds = model_feeds(self.inputs, batch, "ONNX")
         if not self.io_binding:
             return feeds
         import onnxruntime as ort
@@ -178,6 +173,43 @@ class OrtBackend:
         return (time.perf_counter_ns() - start) / 1e6
 
 
+class OpenVinoBackend:
+    """OpenVINO on the CPU: one synchronous infer request of a compiled model, fed the batch's own arrays."""
+
+    name = "openvino"
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.inputs = [port.get_any_name() for port in compiled.inputs]
+        self.properties = compiled_properties(compiled)
+
+    def prepare(self, batch: dict[str, np.ndarray]):
+        return model_feeds(self.inputs, batch, "OpenVINO")
+
+    def run(self, inputs) -> None:
+        self.request.infer(inputs, share_inputs=True)  # no copy of the inputs, as ORT reads numpy in place
+
+    def timed(self, inputs) -> float:
+        start = time.perf_counter_ns()
+        self.run(inputs)
+        return (time.perf_counter_ns() - start) / 1e6
+
+
+def model_feeds(inputs: list[str], batch: dict[str, np.ndarray], runtime: str) -> dict[str, np.ndarray]:
+    """The batch's arrays under the model's input names; zero token types for a model that wants them."""
+    feeds = {}
+    for name in inputs:
+        if name in batch:
+            feeds[name] = batch[name]
+        elif name == "token_type_ids":
+            feeds[name] = np.zeros_like(batch["input_ids"])
+        else:
+            raise BertcError(f"the {runtime} model needs an input '{name}' that bertc does not make; bertc feeds "
+                             f"{', '.join(INPUT_NAMES)}. Re-export it with `bertc export`")
+    return feeds
+
+
 def onnx_session(path: Path, manifest: dict, device: str, threads: int):
     """A session with all graph optimizations, as bertc serves ONNX, with ``threads`` intra-op threads."""
     model = Path(path) / manifest["model"].get("file", "model.onnx")
@@ -198,6 +230,8 @@ def check_device(device: str, kind: str) -> None:
     if kind == "onnx":
         providers_for(device)
         return
+    if kind == OPENVINO:
+        raise BertcError("OpenVINO models run on the CPU in bertc; bench them with --device cpu")
     if kind == "pytorch-quantized":
         raise BertcError("PyTorch dynamic int8 models run on the CPU only; bench them with --device cpu, or "
                          "bench an fp16 ONNX model on the GPU")
@@ -213,9 +247,12 @@ def open_backend(path: Path, manifest: dict, device: str, threads: int, predicto
     if kind == "onnx":
         check_device(device, kind)
         return OrtBackend(onnx_session(path, manifest, device, threads), device)
+    if kind == OPENVINO:
+        check_device(device, kind)
+        return OpenVinoBackend(compile_artifact(path, manifest, threads))
     if kind not in TORCH_KINDS:
-        raise BertcError(f"{path} holds a '{kind}' model; bertc bench times {', '.join(TORCH_KINDS)} and onnx "
-                         "artifacts")
+        raise BertcError(f"{path} holds a '{kind}' model; bertc bench times {', '.join(TORCH_KINDS)}, onnx and "
+                         f"{OPENVINO} artifacts")
     check_device(device, kind)
     import torch
 

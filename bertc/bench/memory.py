@@ -109,6 +109,11 @@ def import_runtime(path: Path, kind: str, device: str) -> None:
         import onnxruntime  # noqa: F401
 
         return
+    if kind == "openvino":
+        import openvino
+
+        openvino.Core()  # the CPU plugin loads with the first Core: code, not the model
+        return
     import torch
     from transformers import AutoConfig, AutoTokenizer  # noqa: F401
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING

@@ -150,7 +150,18 @@ def ratio_text(row: dict, baseline: bool = False) -> str:
         return "baseline"
     if row.get("speedup") is None:
         return "-"
-    return f"{row['speedup']:.2f}x ({row['speedup_min']:.2f}-{row['speedup_max']:.2f})"
+    return f"{row['speedup']:.2f}x ({row['speedup_min']:.2f}-{row['speedup_max']:.2f}), {speed_verdict(row)}"
+
+
+def speed_verdict(row: dict) -> str:
+    """Faster or slower only when every round says so (the per-round range excludes 1)."""
+    if row.get("speedup_min") is None or row.get("speedup_max") is None:
+        return "range not measured"
+    if row["speedup_min"] > 1:
+        return "faster"
+    if row["speedup_max"] < 1:
+        return "slower"
+    return "not measurably faster"
 
 
 def summary_table(results: dict) -> tuple[list[str], list[list[str]]]:

@@ -9,8 +9,9 @@ import numpy as np
 from bertc.artifact import is_artifact, read_manifest
 from bertc.errors import BertcError
 
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin")
-KINDS = ("pytorch", "pytorch-quantized", "onnx")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin", ".xml")  # .xml: OpenVINO's graph
+KINDS = ("pytorch", "pytorch-quantized", "onnx", "openvino")
+BACKENDS = {"onnx": "onnxruntime", "openvino": "openvino"}  # every other kind runs in PyTorch eager
 
 
 def describe_variants(artifacts, baseline: str | None) -> list[dict]:
@@ -40,7 +41,7 @@ def describe_variant(path: Path, standard_recipe: bool = False) -> dict:
     kind = model.get("kind", "pytorch")
     return {
         "name": path.name, "path": str(path), "kind": kind,
-        "backend": "onnxruntime" if kind == "onnx" else "pytorch-eager",
+        "backend": BACKENDS.get(kind, "pytorch-eager"),
         "stage": manifest.get("stage"), "variant": model.get("variant"), "quantization": model.get("quantization"),
         "standard_recipe": standard_recipe,
         "labels": [str(label) for label in manifest.get("task", {}).get("labels", [])],
@@ -92,7 +93,7 @@ def shape_summary(heads: list[int], ffn: list[int]) -> str:
 
 
 def model_size(path: Path) -> int:
-    """Bytes of the weight files (safetensors, ONNX graph and external data), not the tokenizer."""
+    """Bytes of the weight files (safetensors, ONNX graph and external data, OpenVINO IR), not the tokenizer."""
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES))
 
 

@@ -27,20 +27,27 @@ from bertc.training.trainer import BertcTrainer, TrainResult, train_model
 
 def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, train_config: TrainConfig,
              loss: DistillLoss, *, layer_map: list[int], work_dir: Path, resume: bool = False,
-             description: str = "distilling") -> TrainResult:
+             description: str = "distilling", teacher_channels: list[int] | None = None) -> TrainResult:
     """Train ``student`` in place on ``data`` to match ``teacher`` (student layer i to teacher layer
-    ``layer_map[i]`` for the intermediate losses); checkpoints go to ``work_dir`` so a killed run can resume."""
+    ``layer_map[i]`` for the intermediate losses); checkpoints go to ``work_dir`` so a killed run can resume.
+
+    ``teacher_channels``: for a student whose hidden width was pruned from the teacher, the teacher's hidden
+    channel each student channel came from, so hidden states compare channel to channel."""
     check_max_length(teacher, train_config.max_length, "the teacher")
     return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
                        trainer_class=DistillTrainer, description=description,
-                       trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map)})
+                       trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map),
+                                       "teacher_channels": teacher_channels})
 
 
 class DistillTrainer(BertcTrainer):
     """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy."""
 
-    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], **kwargs):
+    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int],
+                 teacher_channels: list[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.teacher_channels = (torch.tensor(teacher_channels, device=self.args.device)
+                                 if teacher_channels is not None else None)
         self.teacher = teacher.to(self.args.device).eval()  # runs under no_grad; its parameters are left as given
         self.loss_config = loss_config
         self.pairs = list(enumerate(layer_map))  # (student layer, teacher layer)
@@ -60,7 +67,8 @@ class DistillTrainer(BertcTrainer):
             teacher_logits = self.teacher(**features).logits
         loss, parts = distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.loss_config,
                                         attention_mask=features.get("attention_mask"), pairs=self.pairs,
-                                        student_taps=self.student_taps, teacher_taps=self.teacher_taps)
+                                        student_taps=self.student_taps, teacher_taps=self.teacher_taps,
+                                        teacher_channels=self.teacher_channels)
         for name, value in parts.items():
             self.loss_sums[name] += value.item()
         self.loss_batches += 1
@@ -139,7 +147,8 @@ def head_averaged_attention(query: torch.Tensor, key: torch.Tensor, head_dim: in
 
 
 def distillation_loss(student_logits, teacher_logits, labels, config: DistillLoss, *, attention_mask=None,
-                      pairs=(), student_taps: LayerTaps | None = None, teacher_taps: LayerTaps | None = None):
+                      pairs=(), student_taps: LayerTaps | None = None, teacher_taps: LayerTaps | None = None,
+                      teacher_channels: torch.Tensor | None = None):
     """The weighted distillation loss and its parts (soft, hard, hidden, attention), each a batch mean."""
     student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
     t = config.temperature
@@ -152,7 +161,11 @@ def distillation_loss(student_logits, teacher_logits, labels, config: DistillLos
     if config.intermediate:
         mask = attention_mask.bool() if attention_mask is not None else student_taps.full_mask()
         if config.hidden_weight:
-            losses = [hidden_state_loss(student_taps.hidden[s], teacher_taps.hidden[t_], mask) for s, t_ in pairs]
+            teacher_hidden = [teacher_taps.hidden[t_] for _, t_ in pairs]
+            if teacher_channels is not None:
+                teacher_hidden = [hidden.index_select(-1, teacher_channels) for hidden in teacher_hidden]
+            losses = [hidden_state_loss(student_taps.hidden[s], teacher, mask)
+                      for (s, _), teacher in zip(pairs, teacher_hidden)]
             parts["hidden"] = torch.stack(losses).mean()
         if config.attention_weight:
             losses = []

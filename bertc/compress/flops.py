@@ -1,4 +1,4 @@
-"""Size of a BERT-layout classifier: parameters and forward FLOPs, before and after compression.
+"""Size of a BERT-layout classifier: parameters, forward FLOPs and widths, before and after compression.
 
 FLOPs are counted analytically for one sequence of ``seq_len`` tokens (2 FLOPs per multiply-add, matrix
 products only: LayerNorm, softmax, GELU and the embedding lookup are a few percent and are left out), so they
@@ -39,6 +39,9 @@ def size_report(model, seq_len: int = 128) -> dict:
         "num_layers": len(heads),
         "heads_per_layer": heads,
         "ffn_per_layer": ffn,
+        "hidden_size": model.config.hidden_size,
+        "vocab_size": model.get_input_embeddings().num_embeddings,
+        "max_position_embeddings": model.config.max_position_embeddings,
     }
 
 

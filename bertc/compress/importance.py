@@ -35,6 +35,7 @@ class ImportanceScores:
     method: str  # "gradient" (Michel et al. 2019) or "magnitude" (weight norms, no data)
     heads: list[list[float]]  # per layer, per head; [] for a layer whose attention was removed
     ffn: list[list[float]]  # per layer, per intermediate neuron
+    hidden: list[float] = field(default_factory=list)  # per hidden (residual-stream) channel
     layer_order: list[int] | None = None  # layers in greedy removal order, least important first (data only)
     layer_rounds: list[dict] = field(default_factory=list)  # loss with each candidate removed, per round
     base_loss: float | None = None  # mean cross-entropy of the unpruned model on the sample
@@ -46,7 +47,8 @@ class ImportanceScores:
 
         return {"method": self.method, "samples": self.samples, "base_loss": self.base_loss,
                 "heads": [rounded(layer) for layer in self.heads], "layer_order": self.layer_order,
-                "layer_rounds": self.layer_rounds, "ffn": [rounded(layer) for layer in self.ffn]}
+                "layer_rounds": self.layer_rounds, "ffn": [rounded(layer) for layer in self.ffn],
+                "hidden": rounded(self.hidden)}
 
 
 def compute_importance(model, tokenizer=None, dataset: TextDataset | None = None, label2id: dict | None = None, *,
@@ -104,6 +106,8 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
         if not isinstance(layer.attention, PrunedAttention):
             handles.append(layer.attention.output.dense.register_forward_pre_hook(gate_gradient(heads[i], head_dim)))
         handles.append(layer.output.dense.register_forward_pre_hook(gate_gradient(ffn[i], 1)))
+    hidden = HiddenChannelGate(model)
+    handles.extend(hidden.handles)
     was_training = model.training
     model.eval()  # no dropout: score the model as it will run
     total_loss, count = 0.0, 0
@@ -114,6 +118,7 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
             logits = model(**batch).logits
             loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
             loss.backward()
+            hidden.end_batch()
             total_loss += loss.item()
             count += len(labels)
     finally:
@@ -122,10 +127,46 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     scores = ImportanceScores(method="gradient", heads=[h.tolist() for h in heads], ffn=[f.tolist() for f in ffn],
-                              base_loss=total_loss / max(count, 1), samples=count)
+                              hidden=hidden.scores.tolist(), base_loss=total_loss / max(count, 1), samples=count)
     if layer_drops:
         scores.layer_order, scores.layer_rounds = greedy_layer_order(model, batches, layer_drops)
     return scores
+
+
+def residual_norms(model) -> list[nn.LayerNorm]:
+    """The LayerNorms whose outputs are the residual stream of a post-LN encoder: every hidden channel of the
+    model is one of their channels."""
+    norms = [base_model(model).embeddings.LayerNorm]
+    for layer in encoder_layers(model):
+        attention = layer.attention
+        norms.append(attention.LayerNorm if isinstance(attention, PrunedAttention) else attention.output.LayerNorm)
+        norms.append(layer.output.LayerNorm)
+    return norms
+
+
+class HiddenChannelGate:
+    """Gradient importance of hidden channels: a gate shared by every residual-stream LayerNorm output (CoFi's
+    hidden mask) has, per example, dL/dgate_c = sum over those outputs and tokens of y_c * g_c; the score is its
+    absolute value summed over examples."""
+
+    def __init__(self, model):
+        width = model.config.hidden_size
+        self.scores = torch.zeros(width, dtype=torch.float64)
+        self.batch: torch.Tensor | None = None
+        self.handles = [norm.register_forward_hook(self.hook) for norm in residual_norms(model)]
+
+    def hook(self, module, args, output):
+        def accumulate(g):
+            contribution = (output.detach() * g).sum(dim=1).double().cpu()  # (batch, hidden)
+            self.batch = contribution if self.batch is None else self.batch + contribution
+
+        if output.requires_grad:
+            output.register_hook(accumulate)
+
+    def end_batch(self) -> None:
+        if self.batch is not None:
+            self.scores += self.batch.abs().sum(0)
+        self.batch = None
 
 
 def greedy_layer_order(model, batches: list[dict], drops: int) -> tuple[list[int], list[dict]]:
@@ -188,7 +229,16 @@ def magnitude_importance(model) -> ImportanceScores:
             heads.append((value.norm(dim=(1, 2)) * out.norm(dim=(0, 2))).double().tolist())
         ffn.append((with_bias(layer.intermediate.dense).norm(dim=1) * layer.output.dense.weight.norm(dim=0))
                    .double().tolist())
-    return ImportanceScores(method="magnitude", heads=heads, ffn=ffn)
+    return ImportanceScores(method="magnitude", heads=heads, ffn=ffn, hidden=hidden_magnitude(model))
+
+
+def hidden_magnitude(model) -> list[float]:
+    """Without data: a channel's mean LayerNorm scale over the residual stream times its word-embedding norm."""
+    scale = torch.stack([norm.weight.abs() for norm in residual_norms(model)]).mean(0)
+    embedding = base_model(model).embeddings.word_embeddings.weight
+    if embedding.shape[1] != scale.shape[0]:  # ELECTRA's narrower embeddings are projected: their norm says nothing
+        return scale.double().tolist()
+    return (scale * embedding.norm(dim=0)).double().tolist()
 
 
 def with_bias(linear: nn.Linear) -> torch.Tensor:

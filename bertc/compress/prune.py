@@ -1,8 +1,11 @@
-"""`bertc prune`: structural head, layer and FFN pruning by importance, with optional recovery training.
+"""`bertc prune`: structural pruning of layers, heads, FFN neurons and hidden channels by importance, vocabulary
+and position pruning, an activation swap, with optional recovery training.
 
-Pruning is structural: q/k/v rows, output-projection columns and FFN matrices are physically sliced
-(bertc.modeling.keep_heads_ / keep_neurons_) and removed layers leave the encoder, so the model is smaller and
-faster, not masked. The per-layer shapes go into config.json, so `bertc.load_model` rebuilds it exactly.
+Pruning is structural: q/k/v rows, output-projection columns, FFN matrices and hidden channels are physically
+sliced (bertc.modeling.keep_heads_ / keep_neurons_ / keep_hidden_) and removed layers leave the encoder, so the
+model is smaller and faster, not masked. The shapes go into config.json, so `bertc.load_model` rebuilds it exactly.
+The vocabulary, positions and activation are changed once, before the structural steps; the unpruned parent
+that recovery distils from keeps the original activation but shares the new vocabulary (both read the same ids).
 """
 
 from __future__ import annotations
@@ -14,11 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertc.artifact import check_output, staging_dir
+from bertc.compress.activation import swap_activation_
 from bertc.compress.config import PruneConfig
 from bertc.compress.distillation import distill_
 from bertc.compress.flops import compare_sizes, size_report
 from bertc.compress.importance import ImportanceScores, compute_importance
-from bertc.compress.selection import choose_heads, choose_layers, choose_neurons, layer_drops_needed
+from bertc.compress.selection import (
+    choose_heads,
+    choose_hidden,
+    choose_layers,
+    choose_neurons,
+    layer_drops_needed,
+    spec_targets,
+)
+from bertc.compress.vocabulary import prune_vocabulary_, truncate_positions_, vocabulary_texts, wordpiece_layout
+from bertc.compress.width import keep_hidden_
 from bertc.data.prepare import PreparedData, check_model_labels, prepare_data
 from bertc.errors import BertcError
 from bertc.inference.evaluation import score_dataset
@@ -33,6 +46,7 @@ from bertc.modeling import (
     layer_shapes,
     max_length_problem,
     record_layer_shapes_,
+    usable_positions,
 )
 from bertc.torch_artifact import load_artifact, load_model, save_artifact
 from bertc.training.trainer import TrainResult, check_device, resolve_device, train_model
@@ -61,6 +75,10 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     artifact = load_artifact(src)
     task = artifact.manifest["task"]
     check_against_model(config, artifact.model)
+    vocab_texts = None
+    if config.vocab is not None:
+        wordpiece_layout(artifact.tokenizer)  # refuse BPE and Unigram tokenizers before reading anything more
+        vocab_texts = vocabulary_texts(config.vocab, task)
     data_config, data_source = config.data.resolve(artifact.manifest)
     check_data_needs(config, data_config is not None, data_source)
     data = prepare_data(data_config) if data_config is not None else None
@@ -70,9 +88,12 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
     start_work_dir(work_dir, {"artifact": str(src.absolute()), **to_jsonable(config)}, resume)
     with cleaned_up_on_failure(work_dir, resume=resume, resumable=has_finished_work):
         result = prune_(artifact.model.to(device), artifact.tokenizer, config, data, work_dir,
-                        labels=task["labels"], max_length=task.get("max_length") or 128, resume=resume)
+                        labels=task["labels"], max_length=task.get("max_length") or 128, resume=resume,
+                        vocab_texts=vocab_texts)
         compression, extra_files = artifact_records(result, work_dir, data_source if data is not None else None)
-        save_artifact(out, result.model.cpu(), artifact.tokenizer, stage="prune", config=config, task=task,
+        if task.get("max_length") and task["max_length"] > usable_positions(result.model.config):
+            task = {**task, "max_length": usable_positions(result.model.config)}  # --max-positions below it
+        save_artifact(out, result.model.cpu(), result.tokenizer, stage="prune", config=config, task=task,
                       parent=src, metrics=result.metrics(), extra={"compression": compression},
                       extra_files=extra_files, overwrite=overwrite)
     remove_work_dir(work_dir)
@@ -88,6 +109,8 @@ class PruneResult:
     steps: list[dict]  # what each step scored, kept and recovered (in the given model's numbering)
     kept_layers: list[int]  # the given model's index of each remaining layer
     kept_heads: list[list[int]]  # the given model's index of each remaining head, per remaining layer
+    tokenizer: object = None  # the tokenizer to ship: a new one when the vocabulary was pruned
+    edits: dict | None = None  # what changed model-wide: vocabulary, positions, activation
     eval: dict | None = None  # classification report on the evaluation data, when there is some
     logs: list[tuple[int, Path]] | None = None  # (step, recovery training log) of each recovered step
 
@@ -101,35 +124,49 @@ class PruneResult:
 
 
 def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, work_dir: Path, *, labels: list,
-           max_length: int = 128, resume: bool = False) -> PruneResult:
+           max_length: int = 128, resume: bool = False, vocab_texts: list[str] | None = None) -> PruneResult:
     """Prune ``model`` to the targets of ``config`` in ``config.iterative`` steps, scoring importance on ``data``
     (weight magnitude when None) and, with ``config.recover``, training it back after each step.
 
     ``labels`` are the model's classes in output order. Each finished step is saved under ``work_dir``; with
     ``resume`` finished steps are reloaded and an interrupted recovery continues from its last checkpoint, so
-    use the returned model: the one given is pruned in place but may have been replaced.
+    use the returned model and tokenizer: the ones given are changed in place but may have been replaced.
+    ``vocab_texts`` are the texts of ``config.vocab`` (`bertc.compress.vocabulary.vocabulary_texts`).
     """
     check_against_model(config, model)
     check_data_needs(config, data is not None, "none was given")
+    if config.vocab is not None and not vocab_texts:
+        raise BertcError(f"--vocab {config.vocab} has no texts; pass a data file with a text column")
     use_gradient = uses_gradient(config, data is not None)
     device = str(next(model.parameters()).device)
     label2id = {label: i for i, label in enumerate(labels)}
-    teacher = copy.deepcopy(model).eval() if config.distill else None
     before = size_report(model, max_length)
+    tokenizer, edits = edit_inputs_(model, tokenizer, config, vocab_texts)
+    max_length = min(max_length, usable_positions(model.config))
+    teacher = copy.deepcopy(model).eval() if config.distill else None
+    if config.activation is not None:
+        edits["activation"] = swap_activation_(model, config.activation)
     heads0, ffn0 = layer_shapes(model)
     start = {"heads": heads0, "ffn": ffn0}
     origins = list(range(len(heads0)))  # parent layer index of each current layer
     head_origins = [list(range(h)) for h in heads0]  # parent head index of each current head
+    hidden_origins = list(range(model.config.hidden_size))  # parent channel of each current hidden channel
     steps, logs = [], []
     for step in range(1, config.iterative + 1):
         step_dir = work_dir / f"step-{step}"
         if resume and (done := load_step(step_dir / "recovered", device)):
             model, record, origins, head_origins = done
+            hidden_origins = record.get("hidden_kept", hidden_origins)
             steps.append(record)
             logs.append((step, step_dir / "recovery" / "train_log.jsonl"))
             continue
         if resume and (pruned := load_step(step_dir / "pruned", device)):
             model, record, origins, head_origins = pruned
+            hidden_origins = record.get("hidden_kept", hidden_origins)
+        elif not config.prunes_structure:
+            record = {"step": step}
+            if data is not None and len(data.eval):
+                record["eval_accuracy_after_pruning"] = evaluate(model, tokenizer, labels, data, max_length)["accuracy"]
         else:
             steps_left = config.iterative - step + 1
             drops = layer_drops_needed(config, len(origins), steps_left)
@@ -138,6 +175,9 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
                                         seed=config.data.seed + step, layer_drops=drops)
             kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
             record = step_record(step, scores, kept, origins, head_origins)
+            if kept["kept_hidden"] is not None:
+                hidden_origins = [hidden_origins[c] for c in kept["kept_hidden"]]
+                record["hidden_kept"] = hidden_origins
             origins = [origins[i] for i in kept["kept_layers"]]
             head_origins = [[head_origins[i][h] for h in heads] for i, heads in zip(kept["kept_layers"],
                                                                                    kept["kept_heads"])]
@@ -148,7 +188,9 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
         if config.recover is not None:
             recovery_dir = step_dir / "recovery"
             result = recover_(model, tokenizer, data, label2id, config, recovery_dir, teacher, origins,
-                              resume=resume and (recovery_dir / CONFIG_FILE).is_file())
+                              resume=resume and (recovery_dir / CONFIG_FILE).is_file(),
+                              teacher_channels=hidden_origins if teacher is not None and len(hidden_origins)
+                              < teacher.config.hidden_size else None)
             model = result.model
             record["recovery"] = result.metrics
             logs.append((step, result.log_file))
@@ -160,7 +202,20 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
         final = {**evaluate(model, tokenizer, labels, data, max_length), "data": data.eval.source}
     return PruneResult(model=model, importance="gradient" if use_gradient else "magnitude", before=before,
                        after=size_report(model, max_length), steps=steps, kept_layers=origins,
-                       kept_heads=head_origins, eval=final, logs=logs)
+                       kept_heads=head_origins, tokenizer=tokenizer, edits=edits, eval=final, logs=logs)
+
+
+def edit_inputs_(model, tokenizer, config: PruneConfig, vocab_texts: list[str] | None):
+    """The vocabulary and position pruning (before the parent is copied for distillation, so that it reads the
+    same token ids); returns the tokenizer to use from now on and what changed."""
+    edits = {}
+    if config.vocab is not None:
+        tokenizer, edits["vocab"] = prune_vocabulary_(model, tokenizer, vocab_texts, keep_top=config.vocab_top)
+        edits["vocab"]["data"] = config.vocab
+    if config.max_positions is not None:
+        edits["positions"] = truncate_positions_(model, config.max_positions)
+        tokenizer.model_max_length = min(tokenizer.model_max_length, usable_positions(model.config))
+    return tokenizer, edits
 
 
 def artifact_records(result: PruneResult, work_dir: Path, data_source: str | None) -> tuple[dict, dict]:
@@ -175,12 +230,13 @@ def artifact_records(result: PruneResult, work_dir: Path, data_source: str | Non
     compression = {"technique": "prune", "importance": result.importance, "data": data_source,
                    "before": result.before, "after": result.after, "ratios": compare_sizes(result.before, result.after),
                    "kept_layers": result.kept_layers, "kept_heads": result.kept_heads,
-                   "importance_file": IMPORTANCE_FILE}
+                   "importance_file": IMPORTANCE_FILE, **(result.edits or {})}
     return compression, extra_files
 
 
 def uses_gradient(config: PruneConfig, has_data: bool) -> bool:
-    return config.importance == "gradient" or (config.importance == "auto" and has_data)
+    """Whether importance is scored on data (only structural pruning scores importance at all)."""
+    return config.prunes_structure and (config.importance == "gradient" or (config.importance == "auto" and has_data))
 
 
 def check_data_needs(config: PruneConfig, has_data: bool, why_none: str) -> None:
@@ -220,8 +276,35 @@ def check_against_model(config: PruneConfig, model) -> None:
                         f"pass 1 to {max(ffn)} or a share with --ffn")
     if config.recover is not None and (too_long := max_length_problem(model, config.recover.max_length)):
         problems.append(too_long)
+    problems.extend(width_problems(config, model, heads, ffn))
     if problems:
         raise BertcError("; ".join(problems))
+
+
+def width_problems(config: PruneConfig, model, heads: list[int], ffn: list[int]) -> list[str]:
+    """Per-layer specs, hidden width and positions the model cannot take."""
+    problems = []
+    for spec, flag_name, sizes, what, minimum in (
+            (config.heads_per_layer, "--heads-per-layer", heads, "heads", 0),
+            (config.ffn_per_layer, "--ffn-per-layer", ffn, "FFN neurons", 1)):
+        try:
+            spec_targets(spec, sizes, flag_name, what, minimum)
+        except BertcError as err:
+            problems.append(str(err))
+    hidden, head_dim = model.config.hidden_size, head_size(model)
+    if config.hidden is not None:
+        if config.hidden > hidden:
+            problems.append(f"--hidden {config.hidden} is more than the model's hidden size {hidden}; pass a "
+                            f"multiple of {head_dim} below {hidden}")
+        elif config.hidden % head_dim:
+            below = config.hidden // head_dim * head_dim
+            problems.append(f"--hidden {config.hidden} is not a multiple of the head size {head_dim} (hidden "
+                            f"{hidden} over {hidden // head_dim} heads; every kept head keeps its width): pass "
+                            f"{below or head_dim} or {below + head_dim}")
+    if config.max_positions is not None and config.max_positions > usable_positions(model.config):
+        problems.append(f"--max-positions {config.max_positions} is more than the model's "
+                        f"{usable_positions(model.config)} positions; pass {usable_positions(model.config)} or less")
+    return problems
 
 
 def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_left: int = 1,
@@ -248,9 +331,13 @@ def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_
         if len(kept_neurons[i]) < ffn_now[i]:
             keep_neurons_(layers[i], kept_neurons[i])
     keep_layers_(model, kept_layers)
+    channels = choose_hidden(config, scores, model.config.hidden_size, head_dim, steps_left)
+    if channels is not None:
+        keep_hidden_(model, channels)
     record_layer_shapes_(model)
     return {"kept_layers": kept_layers, "kept_heads": [kept_heads[i] for i in kept_layers],
-            "kept_neurons": [kept_neurons[i].tolist() for i in kept_layers]}
+            "kept_neurons": [kept_neurons[i].tolist() for i in kept_layers],
+            "kept_hidden": channels.tolist() if channels is not None else None}
 
 
 def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[int],
@@ -281,12 +368,13 @@ def step_record(step: int, scores: ImportanceScores, kept: dict, origins: list[i
 
 
 def recover_(model, tokenizer, data: PreparedData, label2id: dict, config: PruneConfig, work_dir: Path, teacher,
-             layer_map: list[int], *, resume: bool = False) -> TrainResult:
+             layer_map: list[int], *, resume: bool = False, teacher_channels: list[int] | None = None) -> TrainResult:
     """Train the pruned ``model`` back in place: fine-tune it, or (``--distill``) distil ``teacher``, the unpruned
-    parent, into it with each layer learning from the parent layer it came from."""
+    parent, into it with each layer (and hidden channel) learning from the parent's one it came from."""
     if teacher is not None:
         return distill_(model, teacher, tokenizer, data, label2id, config.recover, config.distill_loss,
-                        layer_map=layer_map, work_dir=work_dir, resume=resume, description="recovery (distilling)")
+                        layer_map=layer_map, work_dir=work_dir, resume=resume, description="recovery (distilling)",
+                        teacher_channels=teacher_channels)
     return train_model(model, tokenizer, data, label2id, config.recover, work_dir, resume=resume,
                        description="recovery")
 

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from bertc.compress.config import PruneConfig
+from bertc.compress.config import PruneConfig, parse_layer_spec
 from bertc.compress.importance import ImportanceScores
 from bertc.errors import BertcError
 from bertc.modeling import every_other_layer
@@ -51,10 +51,44 @@ def choose_layers(config: PruneConfig, scores: ImportanceScores, origins: list[i
     return [i for i in range(n) if i not in dropped]
 
 
+def spec_targets(spec: str | None, start_sizes: list[int], flag_name: str, what: str,
+                 minimum: int = 0) -> list[int] | None:
+    """Each starting layer's final size under a per-layer spec ('12,12,8' or '-1:8'); None without a spec."""
+    if spec is None:
+        return None
+    every, named = parse_layer_spec(spec, flag_name)
+    n = len(start_sizes)
+    if every is not None:
+        if len(every) != n:
+            raise BertcError(f"{flag_name} {spec} gives {len(every)} sizes but the model has {n} layers; give {n} "
+                             "sizes, or name layers such as -1:8")
+        targets = every
+    else:
+        outside = [layer for layer in named if not -n <= layer < n]
+        if outside:
+            raise BertcError(f"{flag_name} {spec} names layer {outside[0]} but the model has layers 0 to {n - 1} "
+                             f"(or -1 to -{n} from the last)")
+        targets = list(start_sizes)
+        for layer, size in named.items():
+            targets[layer] = size
+    for i, (target, size) in enumerate(zip(targets, start_sizes)):
+        if target > size:
+            raise BertcError(f"{flag_name} {spec} keeps {target} {what} in layer {i}, which has {size}; pass "
+                             f"{minimum} to {size}")
+        if target < minimum:
+            raise BertcError(f"{flag_name} {spec} keeps {target} {what} in layer {i}; keep at least {minimum}")
+    return targets
+
+
 def choose_heads(config, scores, heads_now, kept_layers, origins, start, steps_left) -> dict[int, list[int]]:
     """Head indices to keep in each kept layer."""
     keep = {i: list(range(heads_now[i])) for i in kept_layers}
-    if config.heads is not None:
+    targets = spec_targets(config.heads_per_layer, start["heads"], "--heads-per-layer", "heads")
+    if targets is not None:
+        for i in kept_layers:
+            target = step_target(heads_now[i], min(targets[origins[i]], heads_now[i]), steps_left)
+            keep[i] = top_indices(scores.heads[i], target)
+    elif config.heads is not None:
         for i in kept_layers:
             target = step_target(heads_now[i], min(config.heads, heads_now[i]), steps_left)
             keep[i] = top_indices(scores.heads[i], target)
@@ -74,9 +108,12 @@ def choose_heads(config, scores, heads_now, kept_layers, origins, start, steps_l
 def choose_neurons(config, scores, ffn_now, kept_layers, origins, start, steps_left) -> dict[int, torch.Tensor]:
     """Intermediate neuron indices to keep in each kept layer."""
     keep = {}
+    targets = spec_targets(config.ffn_per_layer, start["ffn"], "--ffn-per-layer", "FFN neurons", minimum=1)
     for i in kept_layers:
         size = ffn_now[i]
-        if config.ffn_size is not None:
+        if targets is not None:
+            final = min(targets[origins[i]], size)
+        elif config.ffn_size is not None:
             final = min(config.ffn_size, size)
         elif config.ffn is not None:
             final = min(size, max(1, round(config.ffn * start["ffn"][origins[i]])))
@@ -84,6 +121,17 @@ def choose_neurons(config, scores, ffn_now, kept_layers, origins, start, steps_l
             final = size
         keep[i] = torch.tensor(top_indices(scores.ffn[i], step_target(size, final, steps_left)), dtype=torch.long)
     return keep
+
+
+def choose_hidden(config, scores, hidden_now: int, head_dim: int, steps_left: int) -> torch.Tensor | None:
+    """Hidden channels to keep (None: keep all). Iterative steps stop at multiples of the head size."""
+    if config.hidden is None or config.hidden >= hidden_now:
+        return None
+    target = step_target(hidden_now, config.hidden, steps_left)
+    target = min(hidden_now, math.ceil(target / head_dim) * head_dim)
+    if target >= hidden_now:
+        return None
+    return torch.tensor(top_indices(scores.hidden, target), dtype=torch.long)
 
 
 def top_indices(scores: list[float], k: int) -> list[int]:

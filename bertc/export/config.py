@@ -16,6 +16,7 @@ MIN_OPSET, MAX_OPSET = 14, 20
 Optimize = Literal["none", "basic", "all"]
 Split = Literal["train", "validation", "test"]
 Device = Literal["cpu", "cuda"]
+InferencePrecision = Literal["f32", "bf16"]
 
 
 DEFAULT_ATOL = {"fp32": 1e-3, "fp16": 5e-2}
@@ -33,10 +34,17 @@ class ExportConfig:
     atol: float | None = None  # largest allowed logit difference to PyTorch (default 1e-3, fp16 5e-2)
     min_agreement: float = 0.995  # smallest allowed share of examples labelled as PyTorch labels them
     device: Device = "cpu"  # execution provider for verification: cpu or cuda
+    openvino: bool = False  # write OpenVINO IR (model.xml) instead of ONNX; needs `pip install bertc[openvino]`
+    inference_precision: InferencePrecision = "f32"  # OpenVINO CPU precision: f32, or bf16 (CPUs with bf16 only)
 
     def __post_init__(self):
         problems = field_problems(self)
         ok = well_typed(self, problems)  # ranges only mean something once the types are right
+        if {"openvino", "fp16"} <= ok and self.openvino and self.fp16:
+            problems.append("--fp16 converts ONNX weights for GPUs; OpenVINO runs on the CPU: drop --fp16, or use "
+                            "--inference-precision bf16 with --openvino")
+        if {"openvino", "inference_precision"} <= ok and not self.openvino and self.inference_precision != "f32":
+            problems.append(f"--inference-precision {self.inference_precision} is OpenVINO's; add --openvino")
         if "opset" in ok and not MIN_OPSET <= self.opset <= MAX_OPSET:
             problems.append(f"--opset {self.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default 17)")
         if {"strict", "optimize"} <= ok and self.strict and self.optimize != "all":
@@ -112,7 +120,22 @@ class TorchDynamicConfig:
     __post_init__ = check_config
 
 
-MethodConfig = DynamicQuantConfig | StaticQuantConfig | Fp16Config | TorchDynamicConfig
+@dataclass(frozen=True)
+class NncfInt8Config:
+    calibration_data: str | None = None  # data to calibrate on (default: the parent's training data)
+    calibration_samples: int = 300  # calibrate on this many randomly chosen examples
+    seed: int = 0  # seed of the calibration sample
+    method: str = field(default="nncf-int8", init=False)
+    variant: ClassVar[str] = "int8-nncf"
+
+    def __post_init__(self):
+        problems = field_problems(self)
+        if "calibration_samples" in well_typed(self, problems) and self.calibration_samples < 1:
+            problems.append(f"--calibration-samples must be at least 1, got {self.calibration_samples}")
+        raise_problems(problems)
+
+
+MethodConfig = DynamicQuantConfig | StaticQuantConfig | Fp16Config | TorchDynamicConfig | NncfInt8Config
 METHOD_CONFIGS: tuple[type, ...] = typing.get_args(MethodConfig)
 
 

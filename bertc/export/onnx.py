@@ -31,11 +31,12 @@ from bertc.artifact import is_artifact, load_tokenizer, read_manifest, staging_d
 from bertc.errors import BertcError
 from bertc.export import graph
 from bertc.export.config import ExportConfig, Optimize
+from bertc.export.openvino import check_openvino_export, export_openvino_
 from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 from bertc.inference.onnx import OnnxPredictor, create_session
 from bertc.inference.pytorch import TorchPredictor
-from bertc.modeling import PrunedAttention, describe_model, encoder_layers
+from bertc.modeling import PrunedAttention, describe_model, encoder_layers, usable_positions
 from bertc.torch_artifact import load_model
 
 log = logging.getLogger("bertc.export")
@@ -56,19 +57,26 @@ class Exported:
 
 def export(src: Path | str, config: ExportConfig, out: Path | str, *, overwrite: bool = False,
            resume: bool = False) -> Path:
-    """A verified ONNX artifact at ``out`` of a classifier directory (``resume``: see bertc.export.reuse)."""
+    """A verified ONNX artifact at ``out`` of a classifier directory (``resume``: see bertc.export.reuse); with
+    ``config.openvino`` a verified OpenVINO IR artifact instead (see bertc.export.openvino)."""
     src = Path(src)
     out, built = output_to_build(out, stage="export", config=config, src=src, overwrite=overwrite, resume=resume)
     if built:
         return out
+    if config.openvino:
+        check_openvino_export(config)
     task = source_task(src)
     samples = verification_samples(config.data, task, config.split, config.verify_samples)
     check_samples_fit(samples, task["labels"])
     model = load_model(src, attn_implementation="eager")
     tokenizer = load_tokenizer(src)
-    exported = export_(model, tokenizer, config, task=task, samples=samples)
+    exported = (export_openvino_ if config.openvino else export_)(model, tokenizer, config, task=task,
+                                                                    samples=samples)
     with staging_dir(out, overwrite) as tmp:
-        save_graph(exported.proto, tmp / MODEL_FILE)
+        if config.openvino:
+            exported.save(tmp)
+        else:
+            save_graph(exported.proto, tmp / MODEL_FILE)
         tokenizer.save_pretrained(tmp)
         write_manifest(tmp, stage="export", config=config, parent=src, model=exported.description, task=task,
                        metrics=exported.metrics)
@@ -168,8 +176,9 @@ class ExportWrapper(torch.nn.Module):
 
 def torch_export(model, tokenizer, inputs: list[str], opset: int, file: Path) -> None:
     # Two rows of different length, so that the padding path of the mask is traced, and batch > 1.
-    example = tokenizer(["the quick brown fox jumps over the lazy dog", "hello"], padding=True,
-                        return_tensors="pt")
+    # Truncated to the positions the model reads, which --max-positions may have made few.
+    example = tokenizer(["the quick brown fox jumps over the lazy dog", "hello"], padding=True, truncation=True,
+                        max_length=min(16, usable_positions(model.config)), return_tensors="pt")
     args = tuple(example[name].to(torch.int64) for name in inputs)
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
     axes["logits"] = {0: "batch"}

@@ -5,12 +5,14 @@ Methods (one config class each; ``bertc.export.registry`` maps each to its handl
 - ``static``: ONNX Runtime static int8 in QDQ format, calibrated on training samples (MinMax/Entropy/Percentile).
 - ``fp16``: float16 ONNX for CUDA serving.
 - ``torch-dynamic``: PyTorch dynamic int8 of the Linear layers, for CPU serving with PyTorch.
+- ``nncf-int8``: NNCF post-training int8 of an OpenVINO artifact (``bertc export --openvino``), calibrated on
+  training samples, for CPU serving with OpenVINO.
 
 ``quantize_`` quantizes a model in memory. The ``quantize`` stage compares the quantized model with its parent
 on labelled data (accuracy, label agreement, logit difference). With ``max_accuracy_drop``, a model that loses
 more accuracy is not written: bertc measures how much each layer alone hurts when quantized, keeps the most
 sensitive ones in float, one more at a time, and retries. What it kept in float is recorded; if no attempt meets
-the budget it stops with an error.
+the budget it stops with an error. nncf-int8 meets the budget with NNCF's own accuracy control instead.
 """
 
 from __future__ import annotations
@@ -23,21 +25,23 @@ import numpy as np
 
 from bertc.artifact import load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
-from bertc.export import graph
+from bertc.export import graph, nncf_int8
 from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
 from bertc.export.onnx import export_
 from bertc.export.quantizers import Source
 from bertc.export.registry import handler_for
 from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
+from bertc.inference.openvino import KIND as OPENVINO
 from bertc.torch_artifact import load_model
 
 
 def quantize_(model, method: MethodConfig, *, tokenizer=None, task: dict | None = None,
               float_groups: tuple[str, ...] | list[str] = (), device: str = "cpu"):
     """Quantize ``model`` in place with ``method`` and return it: an ``onnx.ModelProto`` for the ONNX Runtime
-    methods (dynamic, static, fp16), a PyTorch classifier for torch-dynamic. ``float_groups`` ("embeddings",
-    "layer.<i>", "classifier") stay in float. Static calibration needs ``tokenizer`` and ``task`` (its
+    methods (dynamic, static, fp16), a PyTorch classifier for torch-dynamic. nncf-int8 returns a new
+    ``openvino.Model`` and leaves ``model`` as it was. ``float_groups`` ("embeddings", "layer.<i>", "classifier")
+    stay in float (not for nncf-int8). Static and nncf-int8 calibration need ``tokenizer`` and ``task`` (its
     ``train_data`` and columns) unless ``method.calibration_data`` names the data."""
     handler_class = handler_for(method)
     source = Source(model, tokenizer, dict(task or {}))
@@ -89,6 +93,9 @@ def load_source(src: Path, manifest: dict, kind: str, config: QuantizeConfig, sa
     parent_kind = manifest["model"].get("kind", "pytorch")
     if kind == "pytorch":
         return Source(load_model(src), tokenizer, task, manifest["model"])
+    if kind == OPENVINO:  # the handler's check_source has refused every other parent kind
+        model = nncf_int8.read_artifact_ir(src, manifest["model"])
+        return Source(model, tokenizer, task, manifest["model"], file=nncf_int8.ir_files(src, manifest["model"])[0])
     if parent_kind == "onnx":
         file = src / manifest["model"].get("file", "model.onnx")
         return Source(graph.load_graph(file), tokenizer, task, manifest["model"], file=file)
@@ -134,6 +141,11 @@ def search(handler, samples: Samples, config: QuantizeConfig) -> Outcome:
     candidate, logits, result = attempt([])
     if config.max_accuracy_drop is None or budget(result)["met"]:
         return Outcome(candidate, logits, result, [], attempts, budget(result))
+    if getattr(handler, "controls_accuracy", False):  # a handler that does not say so leaves it to the search
+        raise BertcError(
+            f"{handler.variant} loses {result['accuracy_drop_points']:.2f} accuracy points on {samples.source}, more "
+            f"than --max-accuracy-drop {config.max_accuracy_drop:g}, after the method's own accuracy control. "
+            "Nothing was written. Allow more with --max-accuracy-drop, or try another --method")
     sensitivity = measure_sensitivity(handler, samples, reference, config.sensitivity_samples)
     ranking = sorted(sensitivity, key=sensitivity.get, reverse=True)
     handler.discard(candidate)

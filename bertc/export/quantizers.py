@@ -10,6 +10,9 @@ drives every handler through the same small interface:
     handler.predictor(candidate), handler.reference_predictor()        run a candidate / the parent
     handler.apply_(float_groups)                                       quantize the source model itself
     handler.save(candidate, float_groups, directory) -> manifest["model"]
+
+A handler whose ``controls_accuracy`` is true meets ``--max-accuracy-drop`` inside ``build`` (nncf-int8: NNCF's
+own accuracy control); the stage then measures its one candidate and does not search layers to keep in float.
 """
 
 from __future__ import annotations
@@ -26,13 +29,25 @@ import onnx
 from torch import nn
 
 from bertc.errors import BertcError
-from bertc.export import graph
+from bertc.export import graph, nncf_int8
 from bertc.export.calibration import FeedsReader, calibration_texts, check_activations_quantized
-from bertc.export.config import DynamicQuantConfig, Fp16Config, QuantizeConfig, StaticQuantConfig, TorchDynamicConfig
+from bertc.export.config import (
+    DynamicQuantConfig,
+    Fp16Config,
+    NncfInt8Config,
+    QuantizeConfig,
+    StaticQuantConfig,
+    TorchDynamicConfig,
+)
 from bertc.export.onnx import to_fp16
+from bertc.export.openvino import VARIANTS as FLOAT_VARIANTS
 from bertc.export.registry import register_quantize_handler
 from bertc.export.torch_dynamic import linear_groups, recipe
+from bertc.export.verify import verification_samples
 from bertc.inference.onnx import OnnxPredictor, create_session
+from bertc.inference.openvino import KIND as OPENVINO
+from bertc.inference.openvino import MODEL_FILE, WEIGHTS_FILE, OpenVinoPredictor
+from bertc.inference.openvino import compile_model as compile_openvino
 from bertc.inference.pytorch import TorchPredictor
 from bertc.inference.torch_quantized import KIND, quantize_linear_dynamic
 from bertc.modeling import describe_model, encoder_layers
@@ -42,7 +57,7 @@ from bertc.modeling import describe_model, encoder_layers
 class Source:
     """What a handler quantizes: the model in memory and what running and describing it needs."""
 
-    model: object  # an onnx.ModelProto (ONNX methods) or a PyTorch classifier (torch-dynamic)
+    model: object  # an onnx.ModelProto (ONNX methods), a PyTorch classifier (torch-dynamic), an openvino.Model
     tokenizer: object = None  # runs the model; static calibration tokenizes with it
     task: dict = field(default_factory=dict)  # labels, max_length, columns and recorded data (as in a manifest)
     description: dict = field(default_factory=dict)  # manifest["model"] of the parent (or of its export)
@@ -54,6 +69,7 @@ class OnnxHandler:
     """ONNX Runtime methods: the source is an fp32 ONNX graph (the stage exports a PyTorch parent first)."""
 
     source_kind = "onnx"
+    controls_accuracy = False
     op_types: tuple[str, ...] | None = None  # node types the method converts (None: all)
 
     def __init__(self, source: Source, config: QuantizeConfig, work: Path):
@@ -96,6 +112,10 @@ class OnnxHandler:
         if kind == "pytorch" or (kind == "onnx" and variant == "fp32"):
             return
         parent = (manifest.get("parent") or {}).get("path", "its parent")
+        if kind == OPENVINO:
+            raise BertcError(f"{src} holds an OpenVINO model; --method {method.method} is ONNX Runtime's and starts "
+                             f"from an fp32 ONNX or a PyTorch artifact: pass {parent}, or quantize {src} with "
+                             "--method nncf-int8")
         raise BertcError(f"{src} is already converted ({kind} {variant}); --method {method.method} starts from an "
                          f"fp32 ONNX artifact or a PyTorch one. Pass {parent} instead")
 
@@ -255,6 +275,7 @@ class TorchDynamicHandler:
     recipe in the manifest; bertc applies ``quantize_dynamic`` when it loads the artifact (it takes a second)."""
 
     source_kind = "pytorch"
+    controls_accuracy = False
     reference_name = "pytorch fp32 (the parent)"
 
     def __init__(self, source: Source, config: QuantizeConfig, work: Path):
@@ -305,3 +326,109 @@ class TorchDynamicHandler:
 
     def extra_metrics(self) -> dict:
         return {}
+
+
+@register_quantize_handler(NncfInt8Config)
+class NncfInt8Handler:
+    """NNCF post-training int8 of an OpenVINO IR (FakeQuantize on activations, int8 weights; OpenVINO's CPU plugin
+    runs them as int8). The accuracy budget is NNCF's quantize_with_accuracy_control, not bertc's layer search."""
+
+    source_kind = OPENVINO
+    controls_accuracy = True
+
+    def __init__(self, source: Source, config: QuantizeConfig, work: Path):
+        if not nncf_int8.is_openvino_model(source.model):
+            raise BertcError(f"--method nncf-int8 quantizes an OpenVINO model (openvino.Model), not a "
+                             f"{type(source.model).__name__}; export it with `bertc export --openvino` first")
+        if source.tokenizer is None:
+            raise BertcError("--method nncf-int8 calibrates on tokenized examples; pass the model's tokenizer")
+        self.config, self.method, self.variant = config, config.method, config.method.variant
+        self.source, self.model, self.tokenizer = source, source.model, source.tokenizer
+        self.labels = source.task.get("labels", [])
+        self.max_length = source.task.get("max_length", 128)
+        self.precision = source.description.get("inference_precision", "f32")
+        self.reference_name = f"openvino {self.precision} (the parent)"
+        self.names = nncf_int8.input_names(self.model)
+        check_calibration_data(self.method, source.task)
+        self.calibration_source, texts, pairs = calibration_texts(self.method, source.task)
+        self.calibration = nncf_int8.item_feeds(self.tokenizer, texts, pairs, self.names, self.max_length)
+        self.validation_samples = 0
+        self.messages: list[str] = []
+
+    @classmethod
+    def check_source(cls, src: Path, manifest: dict, method) -> None:
+        model = manifest["model"]
+        kind, variant = model.get("kind", "pytorch"), model.get("variant", "fp32")
+        if kind != OPENVINO:
+            pytorch = src if kind == "pytorch" else (manifest.get("parent") or {}).get("path", "its PyTorch parent")
+            raise BertcError(f"{src} holds a {kind} {variant} model; --method nncf-int8 quantizes an OpenVINO "
+                             f"artifact: export with --openvino first (bertc export {pytorch} --openvino --out DIR)")
+        if variant not in FLOAT_VARIANTS.values():
+            parent = (manifest.get("parent") or {}).get("path", "its parent")
+            raise BertcError(f"{src} is already quantized ({variant}); --method nncf-int8 starts from a float "
+                             f"OpenVINO artifact (the --out of `bertc export --openvino`). Pass {parent} instead")
+        check_calibration_data(method, manifest["task"])
+
+    def build(self, float_groups: list[str]):
+        if float_groups:
+            raise BertcError("--method nncf-int8 cannot keep named layers in float; with --max-accuracy-drop NNCF "
+                             "chooses what stays in float")
+        validation, limit = None, self.config.max_accuracy_drop
+        if limit is not None:
+            samples = verification_samples(self.config.eval_data, self.source.task, self.config.split,
+                                           self.config.eval_samples)
+            index = {str(label): i for i, label in enumerate(self.labels)}
+            feeds = nncf_int8.item_feeds(self.tokenizer, samples.dataset.texts, samples.dataset.pairs, self.names,
+                                         self.max_length)
+            validation = [(item, index[str(label)]) for item, label in zip(feeds, samples.dataset.labels)]
+            self.validation_samples = len(validation)
+        model, self.messages = nncf_int8.quantize_ov(self.model, self.calibration, len(self.calibration),
+                                                     validation=validation, max_drop_points=limit)
+        return model
+
+    def discard(self, model) -> None:
+        pass
+
+    def apply_(self, float_groups: list[str]):
+        """The quantized model: a new openvino.Model (NNCF leaves its input as it was)."""
+        return self.build(float_groups)
+
+    def reference_predictor(self):
+        return self.predictor(self.model)
+
+    def predictor(self, model):
+        compiled = compile_openvino(model, self.precision, fix="quantize an export made with --inference-precision "
+                                                               "f32, or run on a CPU with bf16 support")
+        return OpenVinoPredictor(compiled, self.tokenizer, self.labels, self.max_length)
+
+    def save(self, model, float_groups: list[str], directory: Path) -> dict:
+        size = nncf_int8.save_ir(model, directory)
+        self.tokenizer.save_pretrained(directory)
+        limit = self.config.max_accuracy_drop
+        control = None if limit is None else {
+            "tool": "nncf.quantize_with_accuracy_control", "max_drop_points": limit, "drop_type": "absolute",
+            "validation_samples": self.validation_samples}
+        versions = nncf_int8.versions()
+        parent_files = nncf_int8.ir_files(self.source.file.parent, self.source.description) if self.source.file else []
+        description = dict(self.source.description)
+        description.update(
+            kind=OPENVINO, variant=self.variant, file=MODEL_FILE, weights_file=WEIGHTS_FILE, size_bytes=size,
+            fp32_size_bytes=sum(file.stat().st_size for file in parent_files) or None,
+            inference_precision=self.precision, openvino_version=versions["openvino_version"],
+            quantization={"method": self.method.method, "tool": "nncf", "nncf_version": versions["nncf_version"],
+                          "model_type": "transformer", "calibration_data": self.calibration_source,
+                          "calibration_samples": len(self.calibration), "seed": self.method.seed,
+                          "accuracy_control": control, "float_groups": float_groups,
+                          "op_types": nncf_int8.op_counts(model), "nncf_log": self.messages})
+        return description
+
+    def extra_metrics(self) -> dict:
+        return {}
+
+
+def check_calibration_data(method, task: dict) -> None:
+    """Calibration data must exist before any long work (default: the training data recorded in the task)."""
+    path = method.calibration_data or task.get("train_data")
+    if path is None or not Path(path).exists():
+        where = f"{path} does not exist" if path else "the artifact records no training data"
+        raise BertcError(f"--method {method.method} needs calibration data and {where}; pass --calibration-data PATH")

@@ -1,4 +1,5 @@
-"""What `bertc export` and `bertc quantize` print: fused operators, verification and the accuracy budget."""
+"""What `bertc export` and `bertc quantize` print: fused operators (or the OpenVINO IR), verification and the
+accuracy budget."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def verification_table(result: dict, title: str) -> Table:
 def print_export(path: Path) -> None:
     manifest = read_manifest(path)
     model = manifest["model"]
+    if model.get("kind") == "openvino":
+        console.print(openvino_table(model))
+        console.print(verification_table(manifest["metrics"]["verification"], "verification against PyTorch"))
+        console.print(f"wrote {path}", soft_wrap=True)
+        return
     fusion = Table(title="fused operators", caption=f"--optimize {model['optimize']}, {model['variant']}")
     fusion.add_column("operator")
     fusion.add_column("nodes", justify="right")
@@ -48,6 +54,17 @@ def print_export(path: Path) -> None:
                       "[/bold red]", soft_wrap=True)
     console.print(verification_table(manifest["metrics"]["verification"], "verification against PyTorch"))
     console.print(f"wrote {path}", soft_wrap=True)
+
+
+def openvino_table(model: dict) -> Table:
+    table = Table(title="OpenVINO IR", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("files", f"{model['file']} + {model['weights_file']} ({model['size_bytes'] / 2**20:.1f} MiB)")
+    table.add_row("inference precision", f"{model['inference_precision']} (CPU plugin, set explicitly)")
+    table.add_row("inputs", ", ".join(model["inputs"]) + " (dynamic batch and sequence)")
+    table.add_row("OpenVINO", model["openvino_version"])
+    return table
 
 
 def print_quantize(path: Path) -> None:

@@ -14,12 +14,16 @@ from bertc.artifact import read_manifest
 from bertc.checks import raise_problems
 from bertc.errors import BertcError
 from bertc.inference.onnx import load_onnx_predictor
+from bertc.inference.openvino import KIND as OPENVINO
+from bertc.inference.openvino import load_openvino_predictor
 from bertc.inference.pytorch import load_torch_predictor
 from bertc.inference.torch_quantized import KIND as TORCH_QUANTIZED
 from bertc.inference.torch_quantized import load_torch_dynamic_predictor
 
+# The OpenVINO loader imports openvino only when it runs: an optional extra, and heavy.
 PREDICTOR_LOADERS: dict[str, Callable] = {"pytorch": load_torch_predictor, "onnx": load_onnx_predictor,
-                                          TORCH_QUANTIZED: load_torch_dynamic_predictor}
+                                          TORCH_QUANTIZED: load_torch_dynamic_predictor,
+                                          OPENVINO: load_openvino_predictor}
 DEVICES = ("cpu", "cuda")
 
 

@@ -48,12 +48,15 @@ class SelectConfig:
     latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet (then: most accurate)
     test: str | None = None  # labelled data for the final accuracy (test.tsv); None: no final accuracy
     test_samples: int | None = None  # use only the first N rows of the test data
+    serve_batch: int = 1  # the batch size you serve at: the winner is the fastest at it
 
     def __post_init__(self):
         problems = field_problems(self)
         problems += budget_problems(self, problems)
-        if "test_samples" in well_typed(self, problems) and self.test_samples is not None and self.test_samples < 1:
-            problems.append(f"--test-samples must be at least 1, got {self.test_samples}")
+        for name in ("test_samples", "serve_batch"):
+            value = getattr(self, name)
+            if name in well_typed(self, problems) and value is not None and value < 1:
+                problems.append(f"{flag(name)} must be at least 1, got {value}")
         raise_problems(problems)
 
 
@@ -70,7 +73,7 @@ class OptimizeConfig:
     latency_budget_ms: float | None = None  # p50 latency at batch 1 the winner should meet
     time_budget: float | None = None  # seconds for the whole run (default: the preset's; quick has 15 minutes)
     preset: Literal["quick", "full"] = "full"  # quick: about 15 minutes on 2 CPU cores; full: the whole search
-    candidates: tuple[str, ...] = ()  # instead of the preset's, e.g. layers3+ffn50:int8-dynamic (+ the standard recipe)
+    candidates: tuple[str, ...] = ()  # instead of the preset's, e.g. layers3+hidden256:int8-dynamic (+ the standard)
     selection_samples: int | None = None  # rows of the eval data that choose the winner (quick 500, full 2000)
     test_samples: int | None = None  # use only the first N rows of the test data
     finetune_samples: int | None = None  # training rows for fine-tuning (preset: quick 4000, full 16000)
@@ -86,6 +89,7 @@ class OptimizeConfig:
     text_pair_column: str | None = None  # second text column for sentence-pair tasks
     label_column: str | None = None  # label column (auto-detected when omitted)
     exhaustive: bool = False  # build every candidate, also those a faster in-budget one makes pointless
+    serve_batch: int = 1  # the batch size you serve at: optimize ships the runtime that is fastest at it
     seed: int = 42  # seed of every training stage
 
     def __post_init__(self):
@@ -96,7 +100,7 @@ class OptimizeConfig:
         if self.model is not None and self.start_from is not None:
             problems.append("give --model (fine-tune it first) or --from (an artifact already fine-tuned), not both")
         for name in ("selection_samples", "test_samples", "finetune_samples", "distill_samples", "recover_samples",
-                     "importance_samples", "bench_runs", "batch_size", "max_length"):
+                     "importance_samples", "bench_runs", "batch_size", "max_length", "serve_batch"):
             value = getattr(self, name)
             if name in well_typed(self, problems) and value is not None and value < 1:
                 problems.append(f"{flag(name)} must be a whole number of at least 1, got {value!r}")

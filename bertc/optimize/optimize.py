@@ -1,13 +1,17 @@
 """`bertc optimize`: from labelled data to the fastest model within an accuracy budget, with the recipe it ran.
 
 1. Fine-tune the pretrained model (or start from a fine-tuned artifact, ``--from``).
-2. Walk the candidate space of :mod:`bertc.optimize.search` (layers by distillation, heads, FFN, each pruned with
-   distillation from its parent; then fused ONNX and int8/fp16), fastest expected first, stopping a chain as soon
-   as a step misses the accuracy budget on the selection slice, and within the time budget. Every stage is one
-   of bertc's public stage functions; each artifact is kept under ``DIR/stages/<name>`` with its manifest.
-3. Bench the baseline and every deployable side by side on the selection slice, write the report, score them
-   on the test data, and copy the winner to ``DIR/best`` with a serving snippet. If nothing beats the baseline
-   within the budget, ship the baseline and say so.
+2. Walk the candidate space of :mod:`bertc.optimize.search` (layers by distillation; hidden width, heads in
+   every layer or in the last layers, FFN, each pruned with distillation from its parent; then fused ONNX and
+   int8/fp16), fastest expected first, stopping a chain as soon as a step misses the accuracy budget on the
+   selection slice, and within the time budget. Every stage is one of bertc's public stage functions; each
+   artifact is kept under ``DIR/stages/<name>`` with its manifest. Each candidate is deployed in both runtimes
+   (:mod:`bertc.optimize.runtimes`): ONNX Runtime, and OpenVINO (fp32 or NNCF int8, and bf16 where the CPU has
+   it) when the openvino extra is installed.
+3. Bench the baseline and every deployable side by side on the selection slice at batch 1 and ``--serve-batch``,
+   write the report, score them on the test data, and copy the winner (the fastest at the serve batch within
+   the budget) to ``DIR/best`` with a serving snippet. If nothing beats the baseline within the budget, ship the
+   baseline and say so.
 
 ``DIR/optimize.json`` holds the run's state (what was built, skipped and why, timings), ``DIR/recipe.toml`` the
 stages it ran, for `bertc run`. ``--resume`` reuses every complete artifact and continues interrupted training.
@@ -39,6 +43,7 @@ from bertc.optimize.rundir import (
     save_state,
     start_out_dir,
 )
+from bertc.optimize.runtimes import Runtimes, measured_runtimes
 from bertc.optimize.search import (
     PRECISION_SPEEDUP,
     Candidate,
@@ -50,7 +55,13 @@ from bertc.optimize.search import (
     relative_cost,
     time_reason,
 )
-from bertc.optimize.stages import compression_stage, deploy_stages, finetune_stage, measurement_configs
+from bertc.optimize.stages import (
+    compression_stage,
+    deploy_stages,
+    finetune_stage,
+    measurement_configs,
+    openvino_stages,
+)
 
 
 def optimize(config: OptimizeConfig, out: Path | str, *, resume: bool = False, overwrite: bool = False) -> dict:
@@ -73,8 +84,9 @@ class Run:
     """One `bertc optimize` run: builds stages, records them (state and recipe) and drives the search."""
 
     def __init__(self, config: OptimizeConfig, out: Path, plan: DataPlan, probe: Probe,
-                 candidates: list[Candidate], resume: bool, started: float):
+                 candidates: list[Candidate], resume: bool, started: float, runtimes: Runtimes | None = None):
         self.config, self.out, self.plan, self.probe, self.candidates = config, out, plan, probe, candidates
+        self.runtimes = runtimes or Runtimes(openvino=False, bf16=False)
         self.state: dict = {"nodes": {}}
         self.resume, self.started = resume, started
         self.created = False  # whether this run made ``out`` (so may remove it when it fails before building)
@@ -102,7 +114,7 @@ class Run:
         given = [parse_candidate(spec, config.target) for spec in config.candidates]
         probe = measure(config, plan, sample)
         candidates = candidates_for(given, config.preset, probe.shape, config.target)
-        run = cls(config, out, plan, probe, candidates, resume, started)
+        run = cls(config, out, plan, probe, candidates, resume, started, measured_runtimes(config.target))
         run.check_time_budget()
         run.created = previous is None
         run.state = start_out_dir(out, record, overwrite, previous)
@@ -112,7 +124,10 @@ class Run:
         budget = config.setting("time_budget")
         console.print(f"optimizing for {config.target}: {len(candidates)} candidates, accuracy budget "
                       f"{points(config.max_accuracy_drop)} on {plan.selection_rows} rows of {plan.selection}"
-                      + (f", time budget {duration(budget)}" if budget else ""), soft_wrap=True)
+                      + (f", time budget {duration(budget)}" if budget else "")
+                      + (f", serving at batch {config.serve_batch}" if config.serve_batch > 1 else ""), soft_wrap=True)
+        for note in run.runtimes.notes:
+            console.print(note, style="yellow", soft_wrap=True)
         return run
 
     def check_time_budget(self) -> None:
@@ -237,6 +252,15 @@ class Run:
             self.save()
 
     def build_candidate(self, candidate: Candidate, record: dict) -> None:
+        """The candidate's compression chain, then its deployables in every runtime measured."""
+        if not self.build_chain(candidate, record):
+            return
+        drops = [self.build_onnx(candidate, record), *self.build_openvino(candidate, record)]
+        built = [drop for drop in drops if drop is not None]
+        self.searcher.record_final(candidate, min(built) if built else None)
+
+    def build_chain(self, candidate: Candidate, record: dict) -> bool:
+        """The PyTorch nodes of the candidate; False when one failed or missed the budget (the chain stops)."""
         budget = self.config.max_accuracy_drop
         parent = "base"
         for i, node in enumerate(candidate.chain()):
@@ -244,19 +268,24 @@ class Run:
             path = self.build(stage, self.estimate_node(candidate, i))
             if path is None:
                 record.update(status="failed", reason=self.state["nodes"][node]["reason"])
-                return
+                return False
             drop = self.drop(node, path)
             if not self.searcher.record_node(node, candidate.steps[:i + 1], drop):
                 record.update(status="over budget", reason=f"{node} loses {drop:.2f} points on the selection slice "
                                                            f"(budget {budget:g}); its chain stops there")
-                return
+                return False
             parent = node
+        return True
+
+    def build_onnx(self, candidate: Candidate, record: dict) -> float | None:
+        """The ONNX Runtime deployable (recorded in the candidate's record); its selection drop, None if it failed."""
+        budget = self.config.max_accuracy_drop
         export, _ = deploy_stages(self.config, self.plan, candidate, self.ref(candidate.node))
         relative = self.relative(candidate)
         path = self.build(export, self.costs.export(relative))
         if path is None:
             record.update(status="failed", reason=self.state["nodes"][export.name]["reason"])
-            return
+            return None
         drop = self.drop(export.name, path)
         # The standard recipe stays plain (no layers kept in float), so the comparison with it is fair; every other
         # quantization gets the budget left, and quantize keeps its most sensitive layers in float to meet it.
@@ -267,15 +296,57 @@ class Run:
             path = self.build(quantize, self.costs.quantize(relative, static=candidate.precision == "int8-static"))
             if path is None:
                 record.update(status="over budget", reason=self.state["nodes"][quantize.name]["reason"])
-                return
+                return None
             drop = self.drop(quantize.name, path)
-        self.searcher.record_final(candidate, drop)
         within = drop <= budget + 1e-9
         record.update(status="built" if within else "over budget", selection_drop_points=round(drop, 3),
                       artifact=str(path))
         self.finals.append((candidate, path))  # benched either way: the report shows what the budget ruled out
         if not within:
             record["reason"] = f"loses {drop:.2f} points on the selection slice (budget {budget:g})"
+        return drop
+
+    def build_openvino(self, candidate: Candidate, record: dict) -> list[float]:
+        """The OpenVINO deployables (recorded under the record's ``openvino``); the selection drop of each built.
+        The int8 model gets the budget its fp32 IR leaves, as in ONNX Runtime (the standard recipe: plain)."""
+        if not self.runtimes.openvino:
+            return []
+        budget, standard, relative = self.config.max_accuracy_drop, not candidate.steps, self.relative(candidate)
+        parent, bf16 = self.ref(candidate.node), self.runtimes.bf16
+        record["openvino"] = entries = []
+        fp32 = openvino_stages(self.config, self.plan, candidate, parent, bf16=bf16)[0]
+        path = self.build(fp32, self.costs.export(relative))
+        fp32_drop = None if path is None else self.drop(fp32.name, path)
+        stages = openvino_stages(self.config, self.plan, candidate, parent, bf16=bf16,
+                                 remaining_points=None if standard or fp32_drop is None else budget - fp32_drop)
+        if candidate.precision == "fp32" or path is None:
+            self.record_deployable(candidate, fp32, path, fp32_drop, entries)
+        drops = [fp32_drop] if candidate.precision == "fp32" and fp32_drop is not None else []
+        for stage in stages[1:]:
+            if stage.kind == "quantize" and (fp32_drop is None or not (standard or fp32_drop <= budget + 1e-9)):
+                why = "its fp32 IR failed" if fp32_drop is None else f"its fp32 IR already loses {fp32_drop:.2f} points"
+                entries.append({"name": stage.name, "status": "skipped", "reason": why})
+                continue
+            path = self.build(stage, self.stage_estimate(stage, relative))
+            drop = None if path is None else self.drop(stage.name, path)
+            self.record_deployable(candidate, stage, path, drop, entries)
+            drops += [] if drop is None else [drop]
+        return drops
+
+    def record_deployable(self, candidate: Candidate, stage: RecipeStage, path: Path | None, drop: float | None,
+                          entries: list) -> None:
+        """One OpenVINO deployable in the candidate's record; a built one is benched (within the budget or not)."""
+        budget = self.config.max_accuracy_drop
+        if path is None or drop is None:
+            reason = self.state["nodes"][stage.name]["reason"]
+            entries.append({"name": stage.name, "status": "failed", "reason": reason})
+            return
+        entry = {"name": stage.name, "status": "built", "selection_drop_points": round(drop, 3), "artifact": str(path)}
+        if drop > budget + 1e-9:
+            entry.update(status="over budget", reason=f"loses {drop:.2f} points on the selection slice "
+                                                      f"(budget {budget:g})")
+        entries.append(entry)
+        self.finals.append((candidate, path))
 
     def relative(self, candidate: Candidate) -> float:
         return relative_cost(self.probe.shape, candidate.steps, self.probe.seq_len)
@@ -298,18 +369,36 @@ class Run:
             seconds += self.costs.export(relative)
         if candidate.precision != "fp32" and candidate.name not in self.inputs:
             seconds += self.costs.quantize(relative, static=candidate.precision == "int8-static")
-        return seconds
+        return seconds + sum(self.stage_estimate(stage, relative) for stage in self.openvino_plan(candidate)
+                             if stage.name not in self.inputs)
+
+    def openvino_plan(self, candidate: Candidate) -> list[RecipeStage]:
+        """The OpenVINO stages the candidate will build (none without OpenVINO)."""
+        if not self.runtimes.openvino:
+            return []
+        return openvino_stages(self.config, self.plan, candidate, self.ref(candidate.node), bf16=self.runtimes.bf16)
+
+    def stage_estimate(self, stage: RecipeStage, relative: float) -> float:
+        """An OpenVINO stage: an export, or NNCF's calibrated quantization (costed as static int8)."""
+        return self.costs.quantize(relative, static=True) if stage.kind == "quantize" else self.costs.export(relative)
+
+    def deployable_count(self, candidate: Candidate) -> int:
+        """How many variants the candidate adds to the final bench: ONNX Runtime's and OpenVINO's."""
+        plan = self.openvino_plan(candidate)  # the fp32 IR first: the int8 model's parent unless fp32 is deployed
+        return 1 + len(plan) - (1 if plan and candidate.precision != "fp32" else 0)
 
     def finish_estimate(self, candidates: list[Candidate]) -> float:
         speed = PRECISION_SPEEDUP[self.config.target]
         variants = [1.0] + [self.relative(c) / speed[c.precision] for c in candidates]
-        return self.costs.finish(variants, self.config.setting("bench_runs") + 10, self.plan.test_rows)
+        serve = self.config.serve_batch
+        calls = (self.config.setting("bench_runs") + 10) * (1 + serve if serve > 1 else 1)  # rows timed at 1 and N
+        return self.costs.finish(variants, calls, self.plan.test_rows)
 
     def time_reason(self, candidate: Candidate) -> str | None:
         budget = self.config.setting("time_budget")
         if budget is None:
             return None
-        wrap_up = self.finish_estimate([c for c, _ in self.finals] + [candidate])
+        wrap_up = self.finish_estimate([c for c, _ in self.finals] + [candidate] * self.deployable_count(candidate))
         return time_reason(self.estimate(candidate), wrap_up, budget - (time.monotonic() - self.started))
 
     # -------------------------------------------------------------------------------------- the end
@@ -317,7 +406,8 @@ class Run:
     def finish(self) -> dict:
         self.save()
         summary = finish_run(self.out, self.baseline, [path for _, path in self.finals], self.select,
-                             self.bench_config, self.config.target, searched=self.state.get("candidates", []))
+                             self.bench_config, self.config.target, searched=self.state.get("candidates", []),
+                             notes=list(self.runtimes.notes))
         summary["seconds"] = round(time.monotonic() - self.started, 1)
         mark_finished(self.state, summary)
         self.save()

@@ -1,9 +1,19 @@
 """The candidate space of `bertc optimize` and the rules that walk it: order, early stopping, time budget.
 
-A candidate is a chain of compression steps applied to the fine-tuned model (fewer layers by distillation,
-then fewer heads, then a smaller FFN, each pruned with distillation from its parent) followed by a deployable
-precision (fused ONNX in fp32, int8 dynamic/static for CPU, fp16 for CUDA). Candidates that share a prefix share
-its artifacts: ``layers3`` is built once for ``layers3:int8-dynamic`` and ``layers3+ffn50:int8-dynamic``.
+A candidate is a chain of compression steps applied to the fine-tuned model, then a deployable precision (fused
+ONNX in fp32, int8 dynamic/static for CPU, fp16 for CUDA), written ``STEP+STEP:PRECISION``. The steps, applied
+in this order whatever order they are given in (each but ``layersK`` pruned with distillation from its parent):
+
+- ``layersK``: keep K encoder layers, distilled from the parent;
+- ``hiddenN``: keep N hidden (embedding and residual) channels across the whole model, a multiple of the head size;
+- ``headsN``: keep the N most important attention heads in every layer;
+- ``headsNlastK``: keep N heads in each of the last K layers, the others unchanged (upper layers are the most
+  redundant after fine-tuning);
+- ``ffnP``: keep P percent of every feed-forward block.
+
+Each step has one spelling, so a chain's name is canonical and a plain directory name (``DIR/stages/<name>``).
+Candidates that share a prefix share its artifacts: ``layers3`` is built once for ``layers3:int8-dynamic`` and
+``layers3+ffn50:int8-dynamic``.
 
 The search is plain logic over estimates, so it is tested without training anything:
 
@@ -20,13 +30,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bertc.bench.report import pick, within_budget
 from bertc.bench.results import reference_setting, row_at, speedup
 from bertc.compress.flops import layer_flops
 from bertc.errors import BertcError
 
-STEP_ORDER = ("layers", "heads", "ffn")
+STEP_ORDER = ("layers", "hidden", "heads", "headslast", "ffn")
 CPU_PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
 CUDA_PRECISIONS = ("fp32", "fp16")
 # Priors for the speedup of each deployable over PyTorch fp32 eager, before anything is measured (facts measured
@@ -34,9 +45,12 @@ CUDA_PRECISIONS = ("fp32", "fp16")
 PRECISION_SPEEDUP = {"cpu": {"fp32": 2.0, "int8-dynamic": 4.4, "int8-static": 4.0},
                      "cuda": {"fp32": 1.5, "fp16": 3.0}}
 LAYER_OVERHEAD = 0.15  # per-layer cost that does not shrink with pruning (kernel launches, LayerNorm...)
-EMBEDDING_COST = 0.2  # embeddings, pooler and classifier, as a share of one full layer
+EMBEDDING_COST = 0.2  # embeddings, pooler and classifier, as a share of one full layer (scales with the width)
 SPEED_MARGIN = 0.15  # skip a candidate expected to be more than this much slower than one that met the budget
-_TOKEN = re.compile(r"^(layers|heads|ffn)(\d+)$")
+_TOKEN = re.compile(r"^(layers|hidden|heads|ffn)(\d+)$")
+_LAST_HEADS_TOKEN = re.compile(r"^heads(\d+)last(\d+)$")
+STEP_HELP = ("use layersK, hiddenN, headsN, headsNlastK (N heads in the last K layers) or ffnP (percent), joined "
+             "with +, e.g. layers3+ffn50:int8-dynamic, hidden256+heads6last3:int8-dynamic, or base:int8-dynamic")
 
 
 @dataclass(frozen=True)
@@ -52,12 +66,33 @@ class Shape:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # layers (keep K, distilled from the parent), heads (keep N per layer) or ffn (keep P percent)
+    kind: str  # one of STEP_ORDER: layers, hidden, heads, headslast (N heads in the last K layers) or ffn (percent)
     value: int
+    last: int = 0  # headslast only: how many of the last layers keep ``value`` heads
 
     @property
     def name(self) -> str:
-        return f"{self.kind}{self.value}"
+        return f"heads{self.value}last{self.last}" if self.kind == "headslast" else f"{self.kind}{self.value}"
+
+    def prune_options(self) -> dict:
+        """The `bertc prune` options (PruneConfig fields) of a pruning step; a layers step is distilled instead."""
+        if self.kind == "headslast":
+            return {"heads_per_layer": ",".join(f"{-i}:{self.value}" for i in range(self.last, 0, -1))}
+        if self.kind == "ffn":
+            return {"ffn": self.value / 100}
+        if self.kind in ("hidden", "heads"):
+            return {self.kind: self.value}
+        raise ValueError(f"{self.name} is not a pruning step")
+
+
+def parse_step(token: str, spec: str) -> Step:
+    """One compression step of ``spec``: ``layers3``, ``hidden256``, ``heads8``, ``heads6last3`` or ``ffn50``."""
+    last, plain = _LAST_HEADS_TOKEN.match(token), _TOKEN.match(token)
+    step = Step("headslast", int(last[1]), int(last[2])) if last else Step(plain[1], int(plain[2])) if plain else None
+    if step is None or step.value < 1 or (step.kind == "headslast" and step.last < 1) or \
+            (step.kind == "ffn" and step.value > 100):
+        raise BertcError(f"candidate {spec!r}: {token!r} is not a compression step; {STEP_HELP}")
+    return step
 
 
 @dataclass(frozen=True)
@@ -97,52 +132,76 @@ def parse_candidate(spec: str, target: str) -> Candidate:
     if precision not in precisions:
         raise BertcError(f"candidate {spec!r}: precision {precision!r} is not one of {', '.join(precisions)} for "
                          f"--target {target}")
-    steps = {}
+    steps: dict[str, Step] = {}
     for token in (t.strip() for t in chain.split("+")):
         if token in ("", "base") and chain.strip() in ("", "base"):
             continue
-        match = _TOKEN.match(token)
-        if not match or int(match.group(2)) < 1 or (match.group(1) == "ffn" and int(match.group(2)) > 100):
-            raise BertcError(f"candidate {spec!r}: {token!r} is not a compression step; use layersK, headsN or "
-                             "ffnP (percent), joined with +, e.g. layers3+ffn50:int8-dynamic, or base:int8-dynamic")
-        if match.group(1) in steps:
-            raise BertcError(f"candidate {spec!r} names {match.group(1)} twice; give each step once")
-        steps[match.group(1)] = int(match.group(2))
-    return Candidate(tuple(Step(kind, steps[kind]) for kind in STEP_ORDER if kind in steps), precision)
+        step = parse_step(token, spec)
+        if step.kind in steps:
+            raise BertcError(f"candidate {spec!r} names two steps of one kind, {steps[step.kind].name} and "
+                             f"{step.name}; give each kind once")
+        steps[step.kind] = step
+    return Candidate(tuple(steps[kind] for kind in STEP_ORDER if kind in steps), precision)
+
+
+def step_problem(step: Step, before: PrunedShape, shape: Shape) -> str | None:
+    """Why the model, shaped ``before`` by the steps ahead of ``step``, cannot take it (None: it can)."""
+    if step.kind == "layers" and step.value >= shape.layers:
+        return f"{step.name} keeps all or more than the model's {shape.layers} layers"
+    if step.kind == "hidden" and step.value >= shape.hidden:
+        return f"{step.name} keeps all or more than the model's {shape.hidden} hidden channels"
+    if step.kind == "hidden" and step.value % shape.head_dim:
+        lower = max(shape.head_dim, step.value // shape.head_dim * shape.head_dim)
+        return (f"{step.name} is not a multiple of the model's head size {shape.head_dim} (every head keeps its "
+                f"width); use e.g. hidden{lower}")
+    if step.kind == "heads" and step.value >= shape.heads:
+        return f"{step.name} keeps all or more than the model's {shape.heads} heads"
+    if step.kind == "headslast" and step.last >= before.layers:
+        return (f"{step.name} names the last {step.last} of the {before.layers} layers it is given; use "
+                f"heads{step.value} for every layer, or fewer last layers")
+    if step.kind == "headslast" and step.value >= max(before.heads[-step.last:]):
+        return f"{step.name} keeps all or more than the {max(before.heads[-step.last:])} heads of those layers"
+    if step.kind == "ffn" and step.value >= 100:
+        return f"{step.name} keeps the whole FFN"
+    return None
 
 
 def check_candidates(candidates: list[Candidate], shape: Shape) -> None:
-    """Steps the model cannot take (more layers or heads than it has): one error listing all of them."""
+    """Steps the model cannot take (more layers or heads than it has, a width that splits a head): one error
+    listing all of them, each with its candidate."""
     problems = []
     for c in candidates:
-        for step in c.steps:
-            if step.kind == "layers" and step.value >= shape.layers:
-                problems.append(f"{c.spec}: {step.name} keeps all or more than the model's {shape.layers} layers")
-            if step.kind == "heads" and step.value >= shape.heads:
-                problems.append(f"{c.spec}: {step.name} keeps all or more than the model's {shape.heads} heads")
-            if step.kind == "ffn" and step.value >= 100:
-                problems.append(f"{c.spec}: {step.name} keeps the whole FFN")
+        for i, step in enumerate(c.steps):
+            if problem := step_problem(step, shape_after(shape, c.steps[:i]), shape):
+                problems.append(f"{c.spec}: {problem}")
     if problems:
         raise BertcError("; ".join(problems) + "; pick smaller steps with --candidates")
 
 
 def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]:
-    """The candidate space of a preset for a model of ``shape``: MiniLM-L6 (6 layers, 12 heads) gets layers 4/3
-    and heads 8/6, other models the same fractions. ``quick`` is sized for about 15 minutes on 2 CPU cores."""
-    def keep(total: int, share: float) -> int | None:
-        value = max(1, round(total * share))
+    """The candidate space of a preset for a model of ``shape``: MiniLM-L6 (6 layers, 12 heads, 384 wide) gets
+    layers 4/3 and heads 8/6; the full preset also hidden 256 and heads4last3 (the heads heads8 removes, taken
+    from the upper half of the layers only: the most redundant after fine-tuning); other models the same
+    fractions. ``quick`` is sized for about 15 minutes on 2 CPU cores, so it adds neither: each is one more prune
+    (importance scoring and recovery, as long as heads8), and a narrower model is the riskiest for accuracy."""
+    def keep(total: int, share: float, step: int = 1) -> int | None:
+        value = max(1, round(total * share / step)) * step
         return value if value < total else None
 
     deep, shallow = keep(shape.layers, 2 / 3), keep(shape.layers, 1 / 2)
     many, few = keep(shape.heads, 2 / 3), keep(shape.heads, 1 / 2)
+    narrow, top = keep(shape.hidden, 2 / 3, shape.head_dim), shape.layers // 2
+    upper = shape.heads - round(shape.layers * (shape.heads - many) / top) if many and top else 0
     layers = {"deep": f"layers{deep}" if deep else None, "shallow": f"layers{shallow}" if shallow else None}
-    heads = {"many": f"heads{many}" if many else None, "few": f"heads{few}" if few else None}
+    heads = {"many": f"heads{many}" if many else None, "few": f"heads{few}" if few else None,
+             "upper": f"heads{upper}last{top}" if 0 < upper < shape.heads and top < shape.layers else None}
+    hidden = f"hidden{narrow}" if narrow else None
     if preset == "quick":
         chains = [["base"], [layers["shallow"]], [heads["many"]], ["ffn50"]]
     else:
         chains = [["base"], [layers["shallow"]], [layers["deep"]], [layers["shallow"], "ffn50"],
                   [layers["deep"], "ffn50"], [layers["deep"], heads["many"]], [heads["many"]], [heads["few"]],
-                  ["ffn50"], [heads["many"], "ffn50"]]
+                  ["ffn50"], [heads["many"], "ffn50"], [hidden], [layers["shallow"], hidden], [heads["upper"]]]
     quantized = "int8-dynamic" if target == "cpu" else "fp16"
     specs = [f"{'+'.join(chain)}:{quantized}" for chain in chains if all(chain)]
     if preset == "full" and target == "cpu":
@@ -163,26 +222,43 @@ def candidates_for(given: list[Candidate], preset: str, shape: Shape, target: st
 
 # ---------------------------------------------------------------------------------------------- expectations
 
-def shape_after(shape: Shape, steps: tuple[Step, ...]) -> tuple[int, int, int]:
-    """(layers, heads per layer, FFN size) after the steps."""
-    layers, heads, ffn = shape.layers, shape.heads, shape.ffn
+class PrunedShape(NamedTuple):
+    """A model's shape after compression steps: what the cost estimate and the early-stop rule compare."""
+
+    layers: int
+    hidden: int
+    heads: tuple[int, ...]  # per layer, first to last
+    ffn: int
+
+
+def shape_after(shape: Shape, steps: tuple[Step, ...]) -> PrunedShape:
+    """(layers, hidden width, heads of each layer, FFN size) after the steps (in STEP_ORDER)."""
+    layers, hidden, heads, ffn = shape.layers, shape.hidden, (shape.heads,) * shape.layers, shape.ffn
     for step in steps:
         if step.kind == "layers":
             layers = min(layers, step.value)
+            heads = heads[:layers]
+        elif step.kind == "hidden":
+            hidden = min(hidden, step.value)
         elif step.kind == "heads":
-            heads = min(heads, step.value)
+            heads = tuple(min(h, step.value) for h in heads)
+        elif step.kind == "headslast":
+            kept = max(0, layers - step.last)
+            heads = heads[:kept] + tuple(min(h, step.value) for h in heads[kept:])
         else:
             ffn = max(1, round(shape.ffn * step.value / 100))
-    return layers, heads, ffn
+    return PrunedShape(layers, hidden, heads, ffn)
 
 
 def relative_cost(shape: Shape, steps: tuple[Step, ...], seq_len: int) -> float:
-    """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change)."""
+    """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change): the FLOPs of every
+    layer, a per-layer overhead that pruning does not shrink, and embeddings, pooler and classifier, which shrink
+    with the width."""
     full = layer_flops(shape.hidden, shape.heads, shape.head_dim, shape.ffn, seq_len)
-    layers, heads, ffn = shape_after(shape, steps)
-    pruned = layer_flops(shape.hidden, heads, shape.head_dim, ffn, seq_len)
+    after = shape_after(shape, steps)
+    encoder = sum(layer_flops(after.hidden, heads, shape.head_dim, after.ffn, seq_len) for heads in after.heads)
     base = shape.layers * full * (1 + LAYER_OVERHEAD) + EMBEDDING_COST * full
-    return (layers * (pruned + LAYER_OVERHEAD * full) + EMBEDDING_COST * full) / base
+    return (encoder + after.layers * LAYER_OVERHEAD * full + EMBEDDING_COST * full * after.hidden / shape.hidden) / base
 
 
 def expected_speedup(candidate: Candidate, shape: Shape, seq_len: int, target: str) -> float:
@@ -190,8 +266,12 @@ def expected_speedup(candidate: Candidate, shape: Shape, seq_len: int, target: s
     return PRECISION_SPEEDUP[target][candidate.precision] / relative_cost(shape, candidate.steps, seq_len)
 
 
-def at_least_as_compressed(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
-    return all(x <= y for x, y in zip(a, b))
+def at_least_as_compressed(a: PrunedShape, b: PrunedShape) -> bool:
+    """Whether ``a`` is no larger than ``b`` in every dimension: layers, width, FFN, and heads, its layers matched
+    with as many of b's (the most heads with the most heads)."""
+    if a.layers > b.layers or a.hidden > b.hidden or a.ffn > b.ffn:
+        return False
+    return all(x <= y for x, y in zip(sorted(a.heads, reverse=True), sorted(b.heads, reverse=True)))
 
 
 def order_candidates(candidates: list[Candidate], shape: Shape, seq_len: int, target: str) -> list[Candidate]:
@@ -216,7 +296,7 @@ class Search:
     max_accuracy_drop: float  # points on the selection slice, against the fine-tuned model
     exhaustive: bool = False
     misses: dict[str, float] = field(default_factory=dict)  # PyTorch node -> drop (points) that missed the budget
-    missed_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # node -> (layers, heads, ffn)
+    missed_shapes: dict[str, PrunedShape] = field(default_factory=dict)  # node -> its shape
     met: dict[str, float] = field(default_factory=dict)  # candidate name -> its expected speedup, within budget
 
     def expected(self, candidate: Candidate) -> float:

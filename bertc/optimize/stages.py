@@ -10,7 +10,14 @@ from __future__ import annotations
 from bertc.bench.config import BenchConfig
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
 from bertc.data.config import DataConfig
-from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
+from bertc.export.config import (
+    DynamicQuantConfig,
+    ExportConfig,
+    Fp16Config,
+    NncfInt8Config,
+    QuantizeConfig,
+    StaticQuantConfig,
+)
 from bertc.finetune.config import FinetuneConfig
 from bertc.optimize.config import DISTILL_LR, FINETUNE_LR, RECOVER_LR, OptimizeConfig, SelectConfig
 from bertc.optimize.plan import DataPlan
@@ -45,15 +52,14 @@ def finetune_stage(config: OptimizeConfig, plan: DataPlan) -> RecipeStage:
 
 
 def compression_stage(config: OptimizeConfig, plan: DataPlan, node: str, step: Step, parent: str) -> RecipeStage:
-    """One compression step from the stage (or artifact) ``parent``: fewer layers by distillation, or fewer heads
-    or a smaller FFN by pruning with distillation from the parent."""
+    """One compression step from the stage (or artifact) ``parent``: fewer layers by distillation, or fewer heads,
+    a narrower model or a smaller FFN by pruning with distillation from the parent."""
     setting = config.setting
     if step.kind == "layers":
         distill = DistillConfig(student_layers=step.value, data=task_data(config, plan, setting("distill_samples")),
                                 train=train_config(config, DISTILL_LR), loss=DistillLoss(**LAYERS_LOSS))
         return RecipeStage(node, "distill", distill, parent)
-    targets = {"heads": step.value} if step.kind == "heads" else {"ffn": step.value / 100}
-    prune = PruneConfig(**targets, data=task_data(config, plan, setting("recover_samples")), distill=True,
+    prune = PruneConfig(**step.prune_options(), data=task_data(config, plan, setting("recover_samples")), distill=True,
                         recover=train_config(config, RECOVER_LR), importance_samples=setting("importance_samples"))
     return RecipeStage(node, "prune", prune, parent)
 
@@ -75,12 +81,37 @@ def deploy_stages(config: OptimizeConfig, plan: DataPlan, candidate: Candidate, 
     return export, quantize
 
 
+def openvino_stages(config: OptimizeConfig, plan: DataPlan, candidate: Candidate, parent: str, *, bf16: bool,
+                    remaining_points: float | None = None) -> list[RecipeStage]:
+    """The OpenVINO deployables of ``candidate`` from its PyTorch node ``parent``, in build order: the fp32 IR;
+    unless the candidate is fp32, its NNCF int8 quantization (losing at most ``remaining_points``, None: plain);
+    and, where the CPU has bf16 (``bf16``), an IR run in bf16. The fp32 IR is a deployable of fp32 candidates
+    only; otherwise it is the int8 model's parent, as the fused fp32 ONNX is in ONNX Runtime."""
+    def ir(precision: str) -> RecipeStage:
+        return RecipeStage(f"{candidate.node}-openvino-{'fp32' if precision == 'f32' else precision}", "export",
+                           ExportConfig(openvino=True, inference_precision=precision, data=plan.selection,
+                                        split="validation", verify_samples=plan.selection_rows), parent)
+
+    fp32 = ir("f32")
+    stages = [fp32]
+    if candidate.precision != "fp32":
+        stages.append(RecipeStage(f"{candidate.node}-openvino-int8", "quantize", QuantizeConfig(
+            method=NncfInt8Config(calibration_data=plan.train, seed=config.seed), eval_data=plan.selection,
+            split="validation", eval_samples=plan.selection_rows,
+            max_accuracy_drop=None if remaining_points is None else round(max(0.0, remaining_points), 4)),
+            fp32.name))
+    if bf16:
+        stages.append(ir("bf16"))
+    return stages
+
+
 def measurement_configs(config: OptimizeConfig, plan: DataPlan) -> tuple[BenchConfig, SelectConfig]:
     """How the variants are benched (on the selection slice) and chosen."""
     bench = BenchConfig(data=plan.selection, split="validation", max_samples=plan.selection_rows,
-                        **column_options(plan), device=config.target, batch_sizes=config.setting("batch_sizes"),
+                        **column_options(plan), device=config.target,
+                        batch_sizes=tuple(sorted({*config.setting("batch_sizes"), 1, config.serve_batch})),
                         seq_lens=("real",), warmup=10, runs=config.setting("bench_runs"), rounds=10,
                         memory=config.setting("memory"))
     select = SelectConfig(max_accuracy_drop=config.max_accuracy_drop, latency_budget_ms=config.latency_budget_ms,
-                          test=plan.test, test_samples=config.test_samples)
+                          test=plan.test, test_samples=config.test_samples, serve_batch=config.serve_batch)
     return bench, select

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertc.bench.figures import pareto_front
-from bertc.bench.report import console_tables, recommend, report
+from bertc.bench.report import console_tables, ratio_text, recommend, report, speed_verdict
 from bertc.cli import app
 from bertc.errors import BertcError
 from tests.bench.synthetic import MISLEADING_ROUNDS, measured_results, synthetic_results
@@ -232,3 +232,12 @@ def test_busy_means_other_processes_not_the_bench_itself():
     assert cores_used_by_others(None, (1.0, 1.0, 1.0)) is None
     counters = cpu_counters()
     assert counters is None or (len(counters) == 3 and counters[1] >= counters[2] >= 0)
+
+
+@pytest.mark.parametrize("low, high, verdict", [(1.02, 1.3, "faster"), (0.91, 1.16, "not measurably faster"),
+                                                (0.8, 0.97, "slower"), (1.0, 1.2, "not measurably faster")])
+def test_speedup_is_called_faster_only_when_every_round_says_so(low, high, verdict):
+    row = {"speedup": (low + high) / 2, "speedup_min": low, "speedup_max": high}
+    assert speed_verdict(row) == verdict
+    assert ratio_text(row).endswith(verdict)
+    assert ratio_text(row, baseline=True) == "baseline"

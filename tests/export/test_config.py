@@ -64,7 +64,7 @@ def test_quantize_ranges_and_its_default_method():
 def test_each_method_config_names_its_method_and_variant():
     assert [(cls().method, cls.variant) for cls in METHOD_CONFIGS] == [
         ("dynamic", "int8-dynamic"), ("static", "int8-static"), ("fp16", "fp16"),
-        ("torch-dynamic", "int8-torch-dynamic")]
+        ("torch-dynamic", "int8-torch-dynamic"), ("nncf-int8", "int8-nncf")]
     with pytest.raises(TypeError):
         DynamicQuantConfig(method="static")  # the method is fixed by the class
 
@@ -79,7 +79,8 @@ def test_method_config_builds_the_methods_config_from_the_options_it_takes():
 
 
 def test_method_config_refuses_unknown_methods_and_options_it_does_not_take():
-    with pytest.raises(BertcError, match=r"^--method 'int4' is not one of dynamic, static, fp16, torch-dynamic$"):
+    with pytest.raises(BertcError,
+                       match=r"^--method 'int4' is not one of dynamic, static, fp16, torch-dynamic, nncf-int8$"):
         method_config("int4")
     with pytest.raises(BertcError, match=r"^--calibration does not apply to --method dynamic; it takes "):
         method_config("dynamic", calibration="entropy")

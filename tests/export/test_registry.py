@@ -22,10 +22,10 @@ class Int4Config:
 def test_each_method_config_has_its_own_handler_and_variant():
     assert set(METHOD_CONFIGS) <= set(QUANTIZE_HANDLERS)
     handlers = [handler_for(config()) for config in METHOD_CONFIGS]
-    assert len(set(handlers)) == len(handlers) == 4
+    assert len(set(handlers)) == len(handlers) == 5
     assert [config.variant for config in METHOD_CONFIGS] == [
-        "int8-dynamic", "int8-static", "fp16", "int8-torch-dynamic"]
-    for name in ("dynamic", "static", "fp16", "torch-dynamic"):
+        "int8-dynamic", "int8-static", "fp16", "int8-torch-dynamic", "int8-nncf"]
+    for name in ("dynamic", "static", "fp16", "torch-dynamic", "nncf-int8"):
         assert handler_for(method_config(name)) is QUANTIZE_HANDLERS[type(method_config(name))]
 
 

@@ -10,6 +10,7 @@ import bertc.inference
 from bertc.artifact import write_manifest
 from bertc.errors import BertcError
 from bertc.inference.onnx import load_onnx_predictor
+from bertc.inference.openvino import load_openvino_predictor
 from bertc.inference.pytorch import load_torch_predictor
 from bertc.inference.registry import PREDICTOR_LOADERS, load_predictor, register_predictor_loader
 from bertc.inference.torch_quantized import load_torch_dynamic_predictor
@@ -26,7 +27,8 @@ def artifact_of_kind(directory: Path, kind: str) -> Path:
 
 def test_every_model_kind_has_one_loader():
     assert PREDICTOR_LOADERS == {"pytorch": load_torch_predictor, "onnx": load_onnx_predictor,
-                                 "pytorch-quantized": load_torch_dynamic_predictor}
+                                 "pytorch-quantized": load_torch_dynamic_predictor,
+                                 "openvino": load_openvino_predictor}
 
 
 def test_an_unknown_kind_is_refused_in_one_line(tmp_path):
@@ -34,7 +36,7 @@ def test_an_unknown_kind_is_refused_in_one_line(tmp_path):
         load_predictor(artifact_of_kind(tmp_path / "a", "tflite"))
     message = str(err.value)
     assert "holds a 'tflite' model that this installation cannot run" in message and "\n" not in message
-    assert "known kinds: onnx, pytorch, pytorch-quantized" in message
+    assert "known kinds: onnx, openvino, pytorch, pytorch-quantized" in message
 
 
 def test_load_predictor_dispatches_on_the_manifest_kind(tmp_path, monkeypatch):

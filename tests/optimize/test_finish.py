@@ -23,7 +23,7 @@ from tests.inference.test_onnx import counting_graph
 def row(name, accuracy, drop, p50, speedup, *, baseline=False, within=True, path=None):
     return {"name": name, "path": path or f"/run/stages/{name}", "accuracy": accuracy, "drop_points": drop,
             "p50_ms": p50, "round_p50_ms": [p50] * 3, "speedup": speedup, "within_budget": within,
-            "baseline": baseline}
+            "baseline": baseline, "runtime": "PyTorch" if baseline else "ONNX Runtime"}
 
 
 ROWS = [row("finetune", 0.9, 0.0, 10.0, 1.0, baseline=True), row("base-int8-dynamic", 0.895, 0.5, 4.0, 2.5),
@@ -39,10 +39,10 @@ def summary_of(rows, winner="layers4-int8-dynamic", searched=()):
 
 def test_summary_rows_mark_baseline_budget_and_the_shipped_variant():
     header, lines = finish.summary_rows(summary_of(ROWS))
-    assert header[0] == "variant" and len(header) == len(lines[0]) == 9
+    assert header[:2] == ["variant", "runtime"] and len(header) == len(lines[0]) == 10
     assert [line[-1] for line in lines] == ["baseline", "", "over budget", "shipped"]
-    assert lines[3][:4] == ["layers4-int8-dynamic", "89.30", "-0.70", "-"]  # a drop is shown as a loss
-    assert lines[0][2] == "+0.00" and lines[3][5:8] == ["2.5", "4x", "-"]
+    assert lines[3][:5] == ["layers4-int8-dynamic", "ONNX Runtime", "89.30", "-0.70", "-"]  # a drop is a loss
+    assert lines[0][1:4] == ["PyTorch", "90.00", "+0.00"] and lines[3][6:9] == ["2.5", "4x", "-"]
 
 
 def test_an_over_budget_winner_and_a_shipped_baseline_are_both_marked():
@@ -59,8 +59,9 @@ def test_summary_markdown_table_notes_and_footer():
     text = finish.summary_markdown(summary_of(ROWS, searched=searched), SelectConfig(max_accuracy_drop=1.0))
     lines = text.splitlines()
     assert lines[:3] == ["# bertc optimize", "", "Winner: layers4-int8-dynamic."]
-    assert lines[4].startswith("| variant | selection % |") and lines[5] == "|" + "---|" * 9
-    assert lines[9].startswith("| layers4-int8-dynamic | 89.30 | -0.70 |") and lines[9].endswith("| shipped |")
+    assert lines[4].startswith("| variant | runtime | selection % |") and lines[5] == "|" + "---|" * 10
+    assert lines[9].startswith("| layers4-int8-dynamic | ONNX Runtime | 89.30 | -0.70 |")
+    assert lines[9].endswith("| shipped |")
     assert "Candidates not shipped:" in lines and "- layers2: skipped (time budget)" in lines
     assert "- base" not in text  # built, no reason: not a note
     assert "budget 1 point." in text and "Test: no test data given." in text
@@ -88,7 +89,7 @@ def test_finish_run_scores_test_accuracy_against_the_baseline_and_the_standard_r
 
     monkeypatch.setattr(finish, "bench", bench)
     monkeypatch.setattr(finish, "report", lambda *a, **k: tmp_path / "report")
-    monkeypatch.setattr(finish, "choose", lambda results, drop, latency: {
+    monkeypatch.setattr(finish, "choose_at", lambda results, drop, latency, serve_batch: {
         "rows": rows, "winner": rows[3], "shipped_baseline": False, "text": "Winner: layers4-int8-dynamic."})
     accuracy = {"finetune": 0.9, "base-int8-dynamic": 0.89, "layers3-int8-dynamic": 0.85, "layers4-int8-dynamic": 0.88}
     monkeypatch.setattr(finish, "evaluate", lambda path, data, **k: {"accuracy": accuracy[path.rsplit("/", 1)[1]]})

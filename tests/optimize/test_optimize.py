@@ -16,6 +16,7 @@ from bertc.artifact import is_artifact, read_manifest
 from bertc.cli import app
 from bertc.errors import BertcError
 from bertc.inference.evaluation import predict
+from bertc.optimize import runtimes
 from bertc.optimize.config import OptimizeConfig, SelectConfig, parse_duration
 from bertc.optimize.optimize import optimize
 
@@ -32,12 +33,20 @@ def tiny_config(data: Path, model: Path | None = None, **overrides) -> OptimizeC
     return OptimizeConfig(**options)
 
 
+def without_openvino(monkeypatch) -> None:
+    """As where the openvino extra is not installed: ONNX Runtime only (tests/optimize/test_serve_batch.py runs
+    both runtimes)."""
+    monkeypatch.setattr(runtimes, "openvino_installed", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def optimized(tmp_path_factory, tiny_artifact, tiny_data):
     """optimize from the (session-wide) fine-tuned tiny artifact: the standard recipe and a distilled student."""
     out = tmp_path_factory.mktemp("optimize") / "run"
     config = tiny_config(tiny_data, start_from=str(tiny_artifact), candidates=CANDIDATES[:2])
-    return out, optimize(config, out)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        without_openvino(monkeypatch)
+        return out, optimize(config, out)
 
 
 def test_pipeline_keeps_every_stage_and_ships_the_winner(optimized, tiny_artifact):
@@ -63,6 +72,9 @@ def test_pipeline_keeps_every_stage_and_ships_the_winner(optimized, tiny_artifac
     assert {p.name for p in (out / "best").iterdir()} == shipped | {"labels.json", "serve.py", "README.md"}
     assert summary["winner"] in rows and (out / "report" / "report.html").is_file()
     assert (out / "summary.md").read_text().startswith("# bertc optimize")
+    # without the openvino extra, one note says OpenVINO was not measured (not an error)
+    assert [note for note in summary["notes"] if "OpenVINO was not measured" in note] == summary["notes"] != []
+    assert summary["notes"][0] in (out / "summary.md").read_text()
     recipe = (out / "recipe.toml").read_text()
     assert [line.split('"')[1] for line in recipe.splitlines() if line.startswith("name = ")] == built
     assert f'baseline = "{tiny_artifact.absolute()}"' in recipe
@@ -80,7 +92,8 @@ def test_serving_script_gives_bertc_labels(optimized):
     assert labels == [str(row["label"]) for row in predict(best, TEXTS)]
 
 
-def test_resume_skips_finished_stages(optimized, tiny_artifact, tiny_data):
+def test_resume_skips_finished_stages(optimized, tiny_artifact, tiny_data, monkeypatch):
+    without_openvino(monkeypatch)
     out, _ = optimized
     manifests = {p.parent.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*/bertc.json")}
     config = tiny_config(tiny_data, start_from=str(tiny_artifact), candidates=CANDIDATES[:2], time_budget=600.0)
@@ -117,8 +130,9 @@ def test_run_of_the_written_recipe_rebuilds_the_same_stages(optimized, tmp_path)
 
 
 @pytest.mark.slow
-def test_whole_pipeline_from_a_pretrained_model(tmp_path, tiny_bert_dir, tiny_data):
+def test_whole_pipeline_from_a_pretrained_model(tmp_path, tiny_bert_dir, tiny_data, monkeypatch):
     """Fine-tune, distil, prune, export, quantize, bench, report, ship; then `bertc run` of its recipe."""
+    without_openvino(monkeypatch)
     out = tmp_path / "run"
     summary = optimize(tiny_config(tiny_data, tiny_bert_dir), out)
     state = json.loads((out / "optimize.json").read_text())
