@@ -46,10 +46,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sst2_common import PARENT, SST2, accuracy_rows, quick_parent  # noqa: E402
 
 from bertc.artifact import is_artifact, load_tokenizer, read_manifest  # noqa: E402
 from bertc.bench.bench import bench  # noqa: E402
@@ -62,14 +62,8 @@ from bertc.environment import environment  # noqa: E402
 from bertc.export.config import DynamicQuantConfig, ExportConfig, QuantizeConfig  # noqa: E402
 from bertc.export.onnx import export  # noqa: E402
 from bertc.export.quantize import quantize  # noqa: E402
-from bertc.finetune.config import FinetuneConfig  # noqa: E402
-from bertc.finetune.finetune import finetune  # noqa: E402
-from bertc.inference.registry import load_predictor  # noqa: E402
-from bertc.metrics import paired_bootstrap  # noqa: E402
 from bertc.training.config import TrainConfig  # noqa: E402
 
-SST2 = REPO.parent / "shared" / "data" / "sst2"
-PARENT = REPO.parent / "runs" / "minilm-sst2-16k"
 VARIANTS = ("heads-last8", "hidden256", "hidden256-heads8", "vocab", "gelu-tanh", "relu")
 ACTIVATION_VARIANTS = ("gelu-tanh", "relu")
 
@@ -122,14 +116,6 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def quick_parent(out: Path) -> Path:
-    """A barely trained parent for --quick when the real one is missing (the numbers mean nothing)."""
-    config = FinetuneConfig(data=DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
-                                            max_train_samples=64, max_eval_samples=32),
-                            train=TrainConfig(max_steps=3, batch_size=16, device="cpu", logging_steps=1))
-    return finetune(None, config, out)
-
-
 def recipes(args) -> dict:
     def data(samples: int | None) -> DataConfig:
         return DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
@@ -179,29 +165,6 @@ def build_int8(src: Path, out: Path, reuse: bool) -> Path:
     return out
 
 
-def predictions(path: Path, texts: list[str]) -> np.ndarray:
-    predictor = load_predictor(path, batch_size=64)
-    return np.concatenate([predictor.logits(texts[i:i + 256]).argmax(-1) for i in range(0, len(texts), 256)])
-
-
-def accuracy_rows(models: dict[str, Path], test) -> dict:
-    """Test accuracy of each model, its paired difference to the parent's (same runtime) and label agreement."""
-    labels = [str(label) for label in read_manifest(models["parent"])["task"]["labels"]]
-    truth = np.array([labels.index(str(label)) for label in test.labels])
-    predicted = {name: predictions(path, test.texts) for name, path in models.items()}
-    parent_correct = predicted["parent"] == truth
-    rows = {}
-    for name, labels_given in predicted.items():
-        correct = labels_given == truth
-        row = {"accuracy": float(correct.mean() * 100),
-               "agreement_with_parent": float((labels_given == predicted["parent"]).mean() * 100),
-               "labels_differing": [int(i) for i in np.flatnonzero(labels_given != predicted["parent"])]}
-        if name != "parent":
-            row["vs_parent"] = paired_bootstrap(parent_correct, correct)
-        rows[name] = row
-    return rows
-
-
 def timing(models: dict[str, Path], out: Path, args) -> dict:
     """Batch-1 latency of ``models`` (the parent first: the baseline) on real test.tsv sentences."""
     config = BenchConfig(data=str(SST2 / "test.tsv"), batch_sizes=(1,), runs=args.runs, rounds=args.rounds,
@@ -249,8 +212,8 @@ def disk_bytes(path: Path) -> int:
 
 def measure(pytorch: dict, onnx: dict, int8: dict, names: list[str], work: Path, args) -> dict:
     test = read_dataset(str(SST2 / "test.tsv"), Columns("sentence", None, "label"), split="test")
-    result = {"test_rows": len(test), "accuracy": {"pytorch": accuracy_rows(pytorch, test),
-                                                   "onnx_int8": accuracy_rows(int8, test)}}
+    result = {"test_rows": len(test), "accuracy": {"pytorch": accuracy_rows(pytorch, test, "parent"),
+                                                   "onnx_int8": accuracy_rows(int8, test, "parent")}}
     result["latency"] = {"onnx_int8": timing(int8, work / "bench-int8.json", args)}
     activations = ["parent", *[n for n in names if n in ACTIVATION_VARIANTS]]
     if len(activations) > 1:

@@ -45,6 +45,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sst2_common import quick_parent  # noqa: E402
+
 from bertc.artifact import is_artifact, load_tokenizer, read_manifest  # noqa: E402
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig  # noqa: E402
 from bertc.compress.distill import distill  # noqa: E402
@@ -52,8 +54,6 @@ from bertc.compress.prune import prune  # noqa: E402
 from bertc.data.config import Columns, DataConfig  # noqa: E402
 from bertc.data.prepare import read_eval_data  # noqa: E402
 from bertc.environment import environment  # noqa: E402
-from bertc.finetune.config import FinetuneConfig  # noqa: E402
-from bertc.finetune.finetune import finetune  # noqa: E402
 from bertc.inference.evaluation import score_dataset  # noqa: E402
 from bertc.inference.pytorch import TorchPredictor  # noqa: E402
 from bertc.torch_artifact import load_model  # noqa: E402
@@ -205,14 +205,6 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"wrote {args.out}")
-
-
-def quick_parent(out: Path) -> Path:
-    """A barely trained parent for --quick when the real one is missing (the numbers mean nothing)."""
-    config = FinetuneConfig(data=DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
-                                            max_train_samples=64, max_eval_samples=32),
-                            train=TrainConfig(max_steps=3, batch_size=16, device="cpu", logging_steps=1))
-    return finetune(None, config, out)
 
 
 def measure(parent: Path, paths: dict[str, Path], args) -> dict:

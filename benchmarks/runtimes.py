@@ -45,10 +45,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sst2_common import PARENT, SST2, accuracy_rows  # noqa: E402
 
 from bertc.artifact import is_artifact, read_manifest  # noqa: E402
 from bertc.bench.bench import bench  # noqa: E402
@@ -65,16 +65,12 @@ from bertc.export.config import DynamicQuantConfig, ExportConfig, NncfInt8Config
 from bertc.export.onnx import export  # noqa: E402
 from bertc.export.quantize import quantize  # noqa: E402
 from bertc.inference.openvino import EXTRA, cpu_capabilities, import_openvino  # noqa: E402
-from bertc.inference.registry import load_predictor  # noqa: E402
-from bertc.metrics import paired_bootstrap  # noqa: E402
 from bertc.optimize.config import DISTILL_LR, PRESETS, RECOVER_LR  # noqa: E402
 from bertc.optimize.rundir import BENCH_FILE, STATE_FILE  # noqa: E402
 from bertc.optimize.runtimes import bf16_problem, openvino_installed, runtime_of  # noqa: E402
 from bertc.optimize.stages import LAYERS_LOSS  # noqa: E402
 from bertc.training.config import TrainConfig  # noqa: E402
 
-SST2 = REPO.parent / "shared" / "data" / "sst2"
-PARENT = REPO.parent / "runs" / "minilm-sst2-16k"
 # key: (runtime, precision), in table order
 VARIANTS = {"pytorch": ("PyTorch", "fp32"), "ort-fp32": ("ONNX Runtime", "fp32"),
             "ort-int8": ("ONNX Runtime", "int8 dynamic"), "ov-fp32": ("OpenVINO", "fp32"),
@@ -105,7 +101,7 @@ def main() -> None:
         build_seconds = time.perf_counter() - started
         test = read_dataset(str(SST2 / "test.tsv"), Columns("sentence", None, "label"), split="test")
         test = test.head(64 if args.quick else None)
-        accuracy = {group: accuracy_rows(models, test) for group, models in built.items()}
+        accuracy = {group: accuracy_rows(models, test, "pytorch") for group, models in built.items()}
         extra = {"shipped": shipped["best"]} if shipped and is_artifact(shipped["best"]) else {}
         latency = {group: timing(models, extra if group == "student" else {}, work / f"bench-{group}.json", args)
                    for group, models in built.items()}
@@ -223,27 +219,6 @@ def build_variants(src: Path, work: Path, args, bf16_note: str | None) -> tuple[
                 skipped[key] = f"failed: {err}"
                 print(f"{work.name} {key} failed: {err}", flush=True)
     return built, skipped
-
-
-def predictions(path: Path, texts: list[str]) -> np.ndarray:
-    predictor = load_predictor(path, batch_size=64)
-    return np.concatenate([predictor.logits(texts[i:i + 256]).argmax(-1) for i in range(0, len(texts), 256)])
-
-
-def accuracy_rows(models: dict[str, Path], test) -> dict:
-    """Test accuracy (%) of every variant, its paired difference to the model's PyTorch and label agreement."""
-    labels = [str(label) for label in read_manifest(models["pytorch"])["task"]["labels"]]
-    truth = np.array([labels.index(str(label)) for label in test.labels])
-    predicted = {key: predictions(path, test.texts) for key, path in models.items()}
-    reference = predicted["pytorch"] == truth
-    rows = {}
-    for key, given in predicted.items():
-        correct = given == truth
-        rows[key] = {"accuracy": float(correct.mean() * 100),
-                     "agreement_with_pytorch": float((given == predicted["pytorch"]).mean() * 100)}
-        if key != "pytorch":
-            rows[key]["vs_pytorch"] = paired_bootstrap(reference, correct)
-    return rows
 
 
 def timing(models: dict[str, Path], extra: dict[str, Path], out: Path, args) -> dict:

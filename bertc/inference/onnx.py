@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from bertc.artifact import load_tokenizer
-from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
+from bertc.inference.padded import RightPaddedPredictor
 
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -70,7 +70,7 @@ def create_session(model_file: Path | str | bytes, device: str = "cpu", threads:
 
 
 @dataclass
-class OnnxPredictor:
+class OnnxPredictor(RightPaddedPredictor):
     session: object  # onnxruntime.InferenceSession
     tokenizer: object
     labels: list
@@ -81,19 +81,8 @@ class OnnxPredictor:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer.padding_side = "right"
 
-    def feeds(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One right-padded int64 batch in the session's input names (what a bare session.run needs)."""
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors="np")
-        return {name: encoded[name].astype(np.int64, copy=False) for name in self.input_names}
-
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for batch, padded in padded_batches(self.tokenizer, encoded, self.batch_size, "np", self.input_names):
-            feeds = {name: padded[name].astype(np.int64, copy=False) for name in self.input_names}
-            out[batch] = self.session.run(["logits"], feeds)[0]
-        return out
+    def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], feeds)[0]
 
 
 def load_onnx_predictor(path: Path, manifest: dict, device: str = "cpu", batch_size: int = 64,

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bertc.artifact import load_tokenizer
-from bertc.data.batching import padded_batches
 from bertc.errors import BertcError
+from bertc.inference.padded import RightPaddedPredictor
 
 KIND = "openvino"
 MODEL_FILE, WEIGHTS_FILE = "model.xml", "model.bin"
@@ -110,7 +110,7 @@ def read_ir(xml: bytes, weights: bytes):
 
 
 @dataclass
-class OpenVinoPredictor:
+class OpenVinoPredictor(RightPaddedPredictor):
     compiled: object  # openvino.CompiledModel
     tokenizer: object
     labels: list
@@ -123,19 +123,8 @@ class OpenVinoPredictor:
         self.tokenizer.padding_side = "right"
         self.request = self.compiled.create_infer_request()
 
-    def feeds(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One right-padded int64 batch in the model's input names (what a bare infer request needs)."""
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors="np")
-        return {name: encoded[name].astype(np.int64, copy=False) for name in self.input_names}
-
-    def logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for batch, padded in padded_batches(self.tokenizer, encoded, self.batch_size, "np", self.input_names):
-            feeds = {name: padded[name].astype(np.int64, copy=False) for name in self.input_names}
-            out[batch] = self.request.infer(feeds)[0]
-        return out
+    def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feeds)[0]
 
 
 def compile_artifact(path: Path | str, manifest: dict, threads: int | None = None):

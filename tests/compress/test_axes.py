@@ -23,16 +23,10 @@ from bertc.export.onnx import export
 from bertc.inference.registry import load_predictor
 from bertc.modeling import encoder_layers, layer_shapes, load_classifier, load_pretrained_classifier
 from bertc.torch_artifact import load_artifact, load_model, save_artifact
+from tests.compress.test_prune import TEXTS, logits
 from tests.conftest import assert_one_line_error, quick_train_config, write_tsv
 
 runner = CliRunner()
-TEXTS = ["the movie was great", "a dull and boring plot", "it is fine", "the acting was very bad indeed"]
-
-
-def logits(model, tokenizer, texts=TEXTS):
-    model.eval()
-    with torch.no_grad():
-        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
 
 
 def scores_for(model, heads: list[list[float]]) -> ImportanceScores:
@@ -40,12 +34,6 @@ def scores_for(model, heads: list[list[float]]) -> ImportanceScores:
     _, ffn = layer_shapes(model)
     return ImportanceScores(method="gradient", heads=heads, ffn=[list(range(f)) for f in ffn],
                             hidden=list(range(model.config.hidden_size)))
-
-
-@pytest.fixture(params=["bert", "roberta"])
-def classifier(request, tiny_bert_dir, tiny_roberta_dir):
-    source = tiny_bert_dir if request.param == "bert" else tiny_roberta_dir
-    return load_pretrained_classifier(str(source), ["0", "1"])
 
 
 # ------------------------------------------------------------------------------------------- per-layer specs

@@ -38,12 +38,6 @@ def fake_scores(heads: list[list[float]], ffn_size: int = 64, layer_order=None) 
                             layer_order=layer_order)
 
 
-@pytest.fixture(params=["bert", "roberta"])
-def classifier(request, tiny_bert_dir, tiny_roberta_dir):
-    source = tiny_bert_dir if request.param == "bert" else tiny_roberta_dir
-    return load_pretrained_classifier(str(source), ["0", "1"])
-
-
 def test_pruned_shapes_and_identical_outputs_after_reload(classifier, tmp_path):
     model, tokenizer = classifier
     scores = fake_scores([[0.1, 0.9, 0.5, 0.2], [0.4, 0.3, 0.2, 0.1]])
