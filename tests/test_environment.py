@@ -15,7 +15,7 @@ import pytest
 from bertc import environment as env
 
 CPUINFO = ("processor\t: 0\nmodel name\t: Fake CPU 9000 @ 3.00GHz\n"
-           "flags\t\t: fpu sse2 fma avx2 avx512f amx_int8 avx512bw\n")
+           "flags\t\t: fpu sse2 fma avx2 avx512f amx_int8 avx512_bf16 avx512bw\n")
 
 
 class FakePath:
@@ -42,7 +42,7 @@ def fresh_commit():
 def test_cpu_model_and_flags_come_from_cpuinfo(monkeypatch):
     monkeypatch.setattr(env, "Path", type("Info", (FakePath,), {"text": CPUINFO}))
     assert env.cpu_model() == "Fake CPU 9000 @ 3.00GHz"
-    assert env.cpu_flags() == ["avx2", "avx512f", "amx_int8", "fma"]  # only the int8-relevant ones, fixed order
+    assert env.cpu_flags() == ["avx2", "avx512f", "avx512_bf16", "amx_int8", "fma"]  # the int8/bf16 ones, fixed order
 
 
 def test_without_cpuinfo_the_platform_answers(monkeypatch):
