@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sst2_common import PARENT, SST2, accuracy_rows, quick_parent  # noqa: E402
+from sst2_common import PARENT, SST2, accuracy_rows, parent_or_quick  # noqa: E402
 
 from bertc.artifact import is_artifact, load_tokenizer, read_manifest  # noqa: E402
 from bertc.bench.bench import bench  # noqa: E402
@@ -95,12 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch) if args.quick else args.work
         work.mkdir(parents=True, exist_ok=True)
-        parent = args.parent
-        if not is_artifact(parent):
-            if not args.quick:
-                sys.exit(f"no parent artifact at {parent}; make it with `bertc finetune --train {SST2}/train.tsv "
-                         f"--eval {SST2}/validation.tsv --max-train-samples 16000 --epochs 1 --out {parent}`")
-            parent = quick_parent(work / "parent")
+        parent = parent_or_quick(args.parent, args.quick, work)
         started = time.perf_counter()
         pytorch = {"parent": parent, **build_variants(parent, work, names, args)}
         onnx = {name: build_onnx(path, work / f"{name}-onnx", args.reuse) for name, path in pytorch.items()}

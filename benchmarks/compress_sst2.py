@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sst2_common import quick_parent  # noqa: E402
+from sst2_common import parent_or_quick  # noqa: E402
 
 from bertc.artifact import is_artifact, load_tokenizer, read_manifest  # noqa: E402
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig  # noqa: E402
@@ -188,12 +188,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch) if args.quick and args.work == parser.get_default("work") else args.work
-        parent = args.parent
-        if not is_artifact(parent):
-            if not args.quick:
-                sys.exit(f"no parent artifact at {parent}; make it with `bertc finetune --train {SST2}/train.tsv "
-                         f"--eval {SST2}/test.tsv --max-train-samples 16000 --epochs 1 --out {parent}`")
-            parent = quick_parent(work / "parent")
+        parent = parent_or_quick(args.parent, args.quick, work)
         started = time.perf_counter()
         paths = build_variants(parent, work, names, args)
         build_seconds = time.perf_counter() - started

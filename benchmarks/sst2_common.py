@@ -11,7 +11,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bertc.artifact import read_manifest  # noqa: E402
+from bertc.artifact import is_artifact, read_manifest  # noqa: E402
 from bertc.data.config import DataConfig  # noqa: E402
 from bertc.finetune.config import FinetuneConfig  # noqa: E402
 from bertc.finetune.finetune import finetune  # noqa: E402
@@ -21,6 +21,17 @@ from bertc.training.config import TrainConfig  # noqa: E402
 
 SST2 = REPO.parent / "shared" / "data" / "sst2"
 PARENT = REPO.parent / "runs" / "minilm-sst2-16k"
+
+
+def parent_or_quick(parent: Path, quick: bool, work: Path) -> Path:
+    """The fine-tuned parent artifact; with --quick a barely trained one when it is missing; else exit saying how
+    to make it."""
+    if is_artifact(parent):
+        return parent
+    if not quick:
+        sys.exit(f"no parent artifact at {parent}; make it with `bertc finetune --train {SST2}/train.tsv "
+                 f"--eval {SST2}/validation.tsv --max-train-samples 16000 --epochs 1 --out {parent}`")
+    return quick_parent(work / "parent")
 
 
 def quick_parent(out: Path) -> Path:

@@ -165,7 +165,8 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
             hidden_origins = record.get("hidden_kept", hidden_origins)
         elif not config.prunes_structure:
             record = {"step": step}
-            if data is not None and len(data.eval):
+            # Without recovery the final evaluation below scores this very model: do not score it twice.
+            if data is not None and len(data.eval) and config.recover is not None:
                 record["eval_accuracy_after_pruning"] = evaluate(model, tokenizer, labels, data, max_length)["accuracy"]
         else:
             steps_left = config.iterative - step + 1
