@@ -21,6 +21,7 @@ from typing import Any
 
 from bertc.environment import environment
 from bertc.errors import BertcError
+from bertc.families import align_tokenizer_
 from bertc.jsonio import to_jsonable
 
 MANIFEST = "bertc.json"
@@ -170,9 +171,27 @@ def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise BertcError(f"could not load a tokenizer from {path} ({str(err).splitlines()[0]}); "
                          "the directory needs tokenizer files such as tokenizer.json") from err
+    model_type = recorded_model_type(Path(path))
+    if model_type:
+        align_tokenizer_(tokenizer, model_type)
+    return tokenizer
+
+
+def recorded_model_type(path: Path) -> str | None:
+    """The model_type of a model directory (config.json) or an exported artifact (its manifest)."""
+    for file, keys in ((path / "config.json", ("model_type",)), (path / MANIFEST, ("model", "model_type"))):
+        try:
+            value = json.loads(file.read_text())
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return None
 
 

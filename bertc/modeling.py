@@ -1,8 +1,8 @@
-"""Models bertc works on: BERT-layout encoders with a sequence-classification head.
+"""Models bertc works on: encoders of a known family (bertc.families) with a sequence-classification head.
 
-Resolves the model a user names (the embedded MiniLM, a local directory or a Hub id), checks it has the
-BERT layout every later stage relies on (``encoder.layer[i].attention.self.query`` ...), and rebuilds models
-whose layers were pruned to different sizes. A pruned model records its shape in config.json:
+Resolves the model a user names (the embedded MiniLM, a local directory or a Hub id), checks its family is one
+bertc knows, and rebuilds models whose layers were pruned to different sizes. Model surgery goes through the
+family's adapter. A pruned model records its shape in config.json:
 
     "bertc_heads_per_layer": [12, 8, 0, ...]   # attention heads kept in each layer (0: attention removed)
     "bertc_ffn_per_layer":   [1536, 768, ...]  # intermediate (FFN) neurons kept in each layer
@@ -23,8 +23,18 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bertc.errors import BertcError
+from bertc.families import (  # noqa: F401  (re-exported: callers ask modeling for model surgery)
+    SUPPORTED_MODEL_TYPES,
+    HeadlessAttention,
+    PrunedAttention,
+    align_tokenizer_,
+    base_model,
+    family_for_type,
+    family_of,
+    shrink_linear,
+    supported_text,
+)
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 EMBEDDED_MODEL_NAMES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 # Families whose position ids start after the padding index: they reserve padding_idx + 1 positions.
 POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert")
@@ -66,14 +76,12 @@ def load_config(source: str, trust_remote_code: bool = False):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BertcError(f"could not load model {source}: {first}. Pass a local model directory, or a Hub id "
                          "while online") from err
-    check_bert_layout(config, source)
+    check_supported(config, source)
     return config
 
 
-def check_bert_layout(config, source: str) -> None:
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise BertcError(f"model {source} is a '{config.model_type}' model; bertc works on BERT-layout encoders "
-                         f"({', '.join(SUPPORTED_MODEL_TYPES)}). Pass one of those")
+def check_supported(config, source: str) -> None:
+    family_for_type(config.model_type, f"model {source}")
     if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         raise BertcError(f"model {source} is configured as a decoder; bertc needs an encoder classifier")
 
@@ -96,6 +104,7 @@ def load_pretrained_classifier(name: str | None, labels: list[str], *, trust_rem
             use_safetensors=True, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, ignore_mismatched_sizes=True)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        align_tokenizer_(tokenizer, model)
     except SafetensorError as err:  # a damaged file in the Hub cache; local directories were checked above
         raise BertcError(f"the weights of {source} are damaged ({detail(err)}); download them again") from err
     except OSError as err:
@@ -123,6 +132,7 @@ def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str
     config = load_config(str(path), trust_remote_code)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code, **kwargs)
+    family_of(model).rebuilt_(model)
     heads, ffn = getattr(config, HEADS_KEY, None), getattr(config, FFN_KEY, None)
     if heads or ffn:
         reshape_layers_(model, heads=heads, ffn=ffn)
@@ -193,37 +203,27 @@ def detail(err: BaseException) -> str:
     return lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
 
 
-def base_model(model) -> nn.Module:
-    return getattr(model, model.base_model_prefix)
-
-
 def encoder_layers(model) -> nn.ModuleList:
-    try:
-        return base_model(model).encoder.layer
-    except AttributeError as err:
-        raise BertcError(f"{type(model).__name__} does not have the BERT layout (encoder.layer); bertc works on "
-                         f"{', '.join(SUPPORTED_MODEL_TYPES)} encoders") from err
+    return family_of(model).layers(model)
 
 
 def head_size(model) -> int:
     config = model.config
-    return config.hidden_size // config.num_attention_heads
+    return getattr(config, "attention_head_size", None) or config.hidden_size // config.num_attention_heads
 
 
-def layer_heads(layer) -> int:
-    attention = layer.attention
-    if isinstance(attention, PrunedAttention):
-        return 0
-    return attention.self.query.out_features // attention.self.attention_head_size
+def layer_heads(layer, model) -> int:
+    return family_of(model).head_count(layer, head_size(model))
 
 
-def layer_ffn(layer) -> int:
-    return layer.intermediate.dense.out_features
+def layer_ffn(layer, model) -> int:
+    return family_of(model).ffn_size(layer)
 
 
 def layer_shapes(model) -> tuple[list[int], list[int]]:
-    layers = encoder_layers(model)
-    return [layer_heads(layer) for layer in layers], [layer_ffn(layer) for layer in layers]
+    family, head_dim = family_of(model), head_size(model)
+    layers = family.layers(model)
+    return [family.head_count(layer, head_dim) for layer in layers], [family.ffn_size(layer) for layer in layers]
 
 
 def record_layer_shapes_(model) -> None:
@@ -231,8 +231,8 @@ def record_layer_shapes_(model) -> None:
     heads, ffn = layer_shapes(model)
     config = model.config
     config.num_hidden_layers = len(heads)
-    uniform = all(h == config.num_attention_heads for h in heads) and all(
-        f == config.intermediate_size for f in ffn)
+    intermediate = family_of(model).intermediate_size(config)
+    uniform = all(h == config.num_attention_heads for h in heads) and all(f == intermediate for f in ffn)
     for key, value in ((HEADS_KEY, heads), (FFN_KEY, ffn)):
         if uniform:
             if hasattr(config, key):
@@ -241,78 +241,24 @@ def record_layer_shapes_(model) -> None:
             setattr(config, key, value)
 
 
-class PrunedAttention(nn.Module):
-    """An attention block whose heads were all pruned: only the output bias and LayerNorm remain.
-
-    With no heads the attention output projection sees an empty input, so its result is just its bias.
-    """
-
-    def __init__(self, hidden_size: int, eps: float):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(hidden_size))
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=eps)
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return self.LayerNorm(hidden_states + self.bias), None
+def keep_heads_(model, layer, heads: list[int]) -> None:
+    """Keep only the listed attention heads of one layer."""
+    family_of(model).keep_heads_(layer, heads, head_size(model))
 
 
-def shrink_linear(linear: nn.Linear, out_index: torch.Tensor | None = None,
-                  in_index: torch.Tensor | None = None) -> nn.Linear:
-    """A smaller copy of ``linear`` keeping the given output rows and input columns."""
-    weight = linear.weight.detach()
-    bias = linear.bias.detach() if linear.bias is not None else None
-    if out_index is not None:
-        weight = weight.index_select(0, out_index)
-        bias = bias.index_select(0, out_index) if bias is not None else None
-    if in_index is not None:
-        weight = weight.index_select(1, in_index)
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device,
-                    dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
-
-
-def keep_heads_(layer, heads: list[int], head_dim: int) -> None:
-    """Keep only the listed attention heads of one layer, slicing q/k/v rows and output columns."""
-    attention = layer.attention
-    if not heads:
-        out = attention.output
-        pruned = PrunedAttention(out.dense.out_features, out.LayerNorm.eps).to(out.dense.weight.device)
-        with torch.no_grad():
-            pruned.bias.copy_(out.dense.bias)
-            pruned.LayerNorm.load_state_dict(out.LayerNorm.state_dict())
-        layer.attention = pruned
-        return
-    index = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in sorted(heads)])
-    index = index.to(attention.self.query.weight.device)
-    self_attention = attention.self
-    for name in ("query", "key", "value"):
-        setattr(self_attention, name, shrink_linear(getattr(self_attention, name), out_index=index))
-    attention.output.dense = shrink_linear(attention.output.dense, in_index=index)
-    self_attention.num_attention_heads = len(heads)
-    self_attention.all_head_size = len(heads) * head_dim
-
-
-def keep_neurons_(layer, neurons: torch.Tensor) -> None:
+def keep_neurons_(model, layer, neurons: torch.Tensor) -> None:
     """Keep only the listed intermediate neurons of one feed-forward block."""
-    neurons = torch.sort(neurons).values.to(layer.intermediate.dense.weight.device)
-    layer.intermediate.dense = shrink_linear(layer.intermediate.dense, out_index=neurons)
-    layer.output.dense = shrink_linear(layer.output.dense, in_index=neurons)
+    family_of(model).keep_neurons_(layer, neurons)
 
 
 def keep_layers_(model, indices: list[int]) -> None:
     """Keep only the listed encoder layers (in order) and update the config to match."""
-    encoder = base_model(model).encoder
-    if list(indices) == list(range(len(encoder.layer))):
+    family = family_of(model)
+    layers = family.layers(model)
+    if list(indices) == list(range(len(layers))):
         return
-    encoder.layer = nn.ModuleList([encoder.layer[i] for i in indices])
-    for new_index, layer in enumerate(encoder.layer):  # caches key layers by index; keep them consistent
-        for module in layer.modules():
-            if hasattr(module, "layer_idx"):
-                module.layer_idx = new_index
+    family.set_layers(model, nn.ModuleList([layers[i] for i in indices]))
+    family.layers_kept_(model, list(indices))
     record_layer_shapes_(model)
 
 
@@ -335,36 +281,18 @@ def reshape_layers_(model, heads: list[int] | None = None, ffn: list[int] | None
 
     Layers may need more heads than the config's nominal count: a model whose hidden width was pruned keeps its
     heads at their width, so it has more heads than hidden_size / head_size."""
-    layers = encoder_layers(model)
+    family, head_dim = family_of(model), head_size(model)
+    layers = family.layers(model)
     for values, what in ((heads, "heads"), (ffn, "FFN sizes")):
         if values is not None and len(values) != len(layers):
             raise BertcError(f"config.json lists {len(values)} {what} for {len(layers)} layers; the model "
                              "directory is damaged, re-create it")
-    head_dim = head_size(model)
     for i, layer in enumerate(layers):
-        if heads is not None and heads[i] != layer_heads(layer):
-            resize_heads_(layer, heads[i], head_dim)
-        if ffn is not None and ffn[i] != layer_ffn(layer):
-            inner = layer.intermediate.dense
-            layer.intermediate.dense = nn.Linear(inner.in_features, ffn[i], bias=inner.bias is not None)
-            outer = layer.output.dense
-            layer.output.dense = nn.Linear(ffn[i], outer.out_features, bias=outer.bias is not None)
+        if heads is not None and heads[i] != family.head_count(layer, head_dim):
+            family.resize_heads_(layer, heads[i], head_dim)
+        if ffn is not None and ffn[i] != family.ffn_size(layer):
+            family.resize_ffn_(layer, ffn[i])
     record_layer_shapes_(model)
-
-
-def resize_heads_(layer, heads: int, head_dim: int) -> None:
-    """Give one layer ``heads`` attention heads of ``head_dim`` with untrained weights (loaded afterwards)."""
-    if heads == 0:
-        keep_heads_(layer, [], head_dim)
-        return
-    self_attention, output = layer.attention.self, layer.attention.output
-    width = heads * head_dim
-    for name in ("query", "key", "value"):
-        old = getattr(self_attention, name)
-        setattr(self_attention, name, nn.Linear(old.in_features, width, bias=old.bias is not None))
-    output.dense = nn.Linear(width, output.dense.out_features, bias=output.dense.bias is not None)
-    self_attention.num_attention_heads = heads
-    self_attention.all_head_size = width
 
 
 def usable_positions(config) -> int:

@@ -30,7 +30,8 @@ LAYERS = [
     ("bertc.inference",),
     ("bertc.torch_artifact", "bertc.console"),
     ("bertc.artifact", "bertc.data", "bertc.modeling"),
-    ("bertc.metrics", "bertc.formatting", "bertc.jsonio", "bertc.checks", "bertc.environment", "bertc.errors"),
+    ("bertc.families", "bertc.metrics", "bertc.formatting", "bertc.jsonio", "bertc.checks", "bertc.environment",
+     "bertc.errors"),
 ]
 LOCAL_IMPORTS_ALLOWED = {"bertc.cli", "bertc"}  # the CLI imports a command's module when the command runs
 MAX_LINES = 450

@@ -44,9 +44,9 @@ def test_embedded_model_is_the_default_and_offline(monkeypatch):
 def test_per_layer_shapes_survive_save_and_load(request, tmp_path, fixture):
     model, tokenizer = load_pretrained_classifier(str(request.getfixturevalue(fixture)), ["neg", "pos"])
     layers = encoder_layers(model)
-    keep_heads_(layers[0], [1, 3], head_dim=8)
-    keep_heads_(layers[1], [], head_dim=8)
-    keep_neurons_(layers[1], torch.tensor([5, 1, 7]))
+    keep_heads_(model, layers[0], [1, 3])
+    keep_heads_(model, layers[1], [])
+    keep_neurons_(model, layers[1], torch.tensor([5, 1, 7]))
     record_layer_shapes_(model)
     assert layer_shapes(model) == ([2, 0], [64, 3])
     assert isinstance(layers[1].attention, PrunedAttention)
@@ -69,7 +69,7 @@ def test_unpruned_artifact_loads_in_plain_transformers(tiny_artifact):
 
 def test_non_bert_model_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(BertcError, match="'gpt2' model; bertc works on BERT-layout encoders"):
+    with pytest.raises(BertcError, match="'gpt2' model; bertc works on bert, .*, modernbert encoders"):
         load_pretrained_classifier(str(tmp_path), ["a", "b"])
 
 

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from bertc.compress.config import DistillLoss
 from bertc.data.prepare import PreparedData
-from bertc.modeling import PrunedAttention, check_max_length, encoder_layers, head_size
+from bertc.modeling import check_max_length, encoder_layers, family_of, head_size
 from bertc.training.config import TrainConfig
 from bertc.training.trainer import BertcTrainer, TrainResult, train_model
 
@@ -96,7 +96,7 @@ class LayerTaps:
 
     def __init__(self, model, hidden: bool, attention: bool):
         self.head_dim = head_size(model)
-        layers = encoder_layers(model)
+        family, layers = family_of(model), encoder_layers(model)
         self.hidden: list[torch.Tensor | None] = [None] * len(layers)
         self.query: list[torch.Tensor | None] = [None] * len(layers)
         self.key: list[torch.Tensor | None] = [None] * len(layers)
@@ -104,9 +104,11 @@ class LayerTaps:
         for i, layer in enumerate(layers):
             if hidden:
                 self.handles.append(layer.register_forward_hook(self.keep(self.hidden, i)))
-            if attention and not isinstance(layer.attention, PrunedAttention):
-                self.handles.append(layer.attention.self.query.register_forward_hook(self.keep(self.query, i)))
-                self.handles.append(layer.attention.self.key.register_forward_hook(self.keep(self.key, i)))
+            projections = family.query_key(layer) if attention else None
+            if projections:
+                query, key = projections
+                self.handles.append(query.register_forward_hook(self.keep(self.query, i)))
+                self.handles.append(key.register_forward_hook(self.keep(self.key, i)))
 
     def remove(self) -> None:
         for handle in self.handles:

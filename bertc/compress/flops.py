@@ -1,4 +1,4 @@
-"""Size of a BERT-layout classifier: parameters, forward FLOPs and widths, before and after compression.
+"""Size of an encoder classifier: parameters, forward FLOPs and widths, before and after compression.
 
 FLOPs are counted analytically for one sequence of ``seq_len`` tokens (2 FLOPs per multiply-add, matrix
 products only: LayerNorm, softmax, GELU and the embedding lookup are a few percent and are left out), so they
@@ -7,15 +7,16 @@ depend only on the per-layer shapes and are the same on every machine.
 
 from __future__ import annotations
 
-from bertc.modeling import count_parameters, encoder_layers, head_size, layer_shapes
+from bertc.modeling import count_parameters, encoder_layers, family_of, head_size, layer_shapes
 
 
-def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int) -> int:
-    """Forward FLOPs of one encoder layer for one sequence."""
+def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int, gated: bool = False) -> int:
+    """Forward FLOPs of one encoder layer for one sequence (``gated``: the FFN input projection also computes
+    a gate per neuron, as ModernBERT's GeGLU)."""
     inner = heads * head_dim
     projections = 2 * seq_len * hidden * inner * 4  # query, key, value and the output projection
     attention = 2 * seq_len * seq_len * inner * 2  # scores (q k^T) and the weighted sum of values
-    feed_forward = 2 * seq_len * hidden * ffn * 2
+    feed_forward = 2 * seq_len * hidden * ffn * (3 if gated else 2)
     return projections + attention + feed_forward
 
 
@@ -23,7 +24,8 @@ def model_flops(model, seq_len: int = 128) -> int:
     """Forward FLOPs of the whole classifier (encoder layers, pooler and classifier) for one sequence."""
     heads, ffn = layer_shapes(model)
     hidden, head_dim = model.config.hidden_size, head_size(model)
-    encoder = sum(layer_flops(hidden, h, head_dim, f, seq_len) for h, f in zip(heads, ffn))
+    gated = family_of(model).ffn_gated()
+    encoder = sum(layer_flops(hidden, h, head_dim, f, seq_len, gated) for h, f in zip(heads, ffn))
     head = 2 * hidden * hidden + 2 * hidden * model.config.num_labels  # pooler on [CLS] and the classifier
     return encoder + head
 

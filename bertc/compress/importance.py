@@ -27,7 +27,7 @@ from torch import nn
 from bertc.data.batching import encode, padded_batches
 from bertc.data.labels import check_known_labels, label_ids
 from bertc.data.load import TextDataset
-from bertc.modeling import PrunedAttention, base_model, encoder_layers, head_size, layer_heads
+from bertc.modeling import PrunedAttention, base_model, encoder_layers, family_of, head_size, layer_heads
 
 
 @dataclass
@@ -82,11 +82,11 @@ def importance_batches(tokenizer, dataset: TextDataset, label2id: dict, max_leng
 
 def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> ImportanceScores:
     """Head and neuron scores from one backward pass per batch; greedy layer ablation when ``layer_drops``."""
-    layers = encoder_layers(model)
+    family, layers = family_of(model), encoder_layers(model)
     head_dim = head_size(model)
     device = next(model.parameters()).device
-    heads = [torch.zeros(layer_heads(layer), dtype=torch.float64) for layer in layers]
-    ffn = [torch.zeros(layer.intermediate.dense.out_features, dtype=torch.float64) for layer in layers]
+    heads = [torch.zeros(layer_heads(layer, model), dtype=torch.float64) for layer in layers]
+    ffn = [torch.zeros(family.ffn_size(layer), dtype=torch.float64) for layer in layers]
 
     def gate_gradient(scores: torch.Tensor, group: int):
         # For the context x (batch, seq, units*group) and its gradient g, dL/dgate of unit u in one example is
@@ -103,11 +103,11 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
 
     handles = []
     for i, layer in enumerate(layers):
-        if not isinstance(layer.attention, PrunedAttention):
-            handles.append(layer.attention.output.dense.register_forward_pre_hook(gate_gradient(heads[i], head_dim)))
-        handles.append(layer.output.dense.register_forward_pre_hook(gate_gradient(ffn[i], 1)))
-    hidden = HiddenChannelGate(model)
-    handles.extend(hidden.handles)
+        if not family.headless(layer):
+            handles.append(family.attention_out(layer).register_forward_pre_hook(gate_gradient(heads[i], head_dim)))
+        handles.append(family.ffn_out(layer).register_forward_pre_hook(gate_gradient(ffn[i], 1)))
+    hidden = HiddenChannelGate(model) if family.width_surgery else None
+    handles.extend(hidden.handles if hidden else [])
     was_training = model.training
     model.eval()  # no dropout: score the model as it will run
     total_loss, count = 0.0, 0
@@ -118,7 +118,8 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
             logits = model(**batch).logits
             loss = nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
             loss.backward()
-            hidden.end_batch()
+            if hidden:
+                hidden.end_batch()
             total_loss += loss.item()
             count += len(labels)
     finally:
@@ -127,7 +128,8 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     scores = ImportanceScores(method="gradient", heads=[h.tolist() for h in heads], ffn=[f.tolist() for f in ffn],
-                              hidden=hidden.scores.tolist(), base_loss=total_loss / max(count, 1), samples=count)
+                              hidden=hidden.scores.tolist() if hidden else [],
+                              base_loss=total_loss / max(count, 1), samples=count)
     if layer_drops:
         scores.layer_order, scores.layer_rounds = greedy_layer_order(model, batches, layer_drops)
     return scores
@@ -206,30 +208,31 @@ def only_layers(model, keep: list[int] | None):
     if keep is None:
         yield
         return
-    encoder = base_model(model).encoder
-    full = encoder.layer
-    encoder.layer = nn.ModuleList([full[i] for i in keep])
+    family = family_of(model)
+    full = family.layers(model)
+    family.set_layers(model, nn.ModuleList([full[i] for i in keep]))
     try:
         yield
     finally:
-        encoder.layer = full
+        family.set_layers(model, full)
 
 
 @torch.no_grad()
 def magnitude_importance(model) -> ImportanceScores:
     """Weight-norm scores for heads and neurons, for when no labelled data is available."""
-    head_dim = head_size(model)
+    family, head_dim = family_of(model), head_size(model)
     heads, ffn = [], []
     for layer in encoder_layers(model):
-        if isinstance(layer.attention, PrunedAttention):
+        if family.headless(layer):
             heads.append([])
         else:
-            value = with_bias(layer.attention.self.value).unflatten(0, (-1, head_dim))  # (heads, head_dim, in)
-            out = layer.attention.output.dense.weight.unflatten(1, (-1, head_dim))  # (hidden, heads, head_dim)
+            value = family.value_weight(layer).unflatten(0, (-1, head_dim))  # (heads, head_dim, in)
+            out = family.attention_out(layer).weight.unflatten(1, (-1, head_dim))  # (hidden, heads, head_dim)
             heads.append((value.norm(dim=(1, 2)) * out.norm(dim=(0, 2))).double().tolist())
-        ffn.append((with_bias(layer.intermediate.dense).norm(dim=1) * layer.output.dense.weight.norm(dim=0))
+        ffn.append((family.ffn_in_weight(layer).norm(dim=1) * family.ffn_out(layer).weight.norm(dim=0))
                    .double().tolist())
-    return ImportanceScores(method="magnitude", heads=heads, ffn=ffn, hidden=hidden_magnitude(model))
+    hidden = hidden_magnitude(model) if family.width_surgery else []
+    return ImportanceScores(method="magnitude", heads=heads, ffn=ffn, hidden=hidden)
 
 
 def hidden_magnitude(model) -> list[float]:
@@ -239,10 +242,3 @@ def hidden_magnitude(model) -> list[float]:
     if embedding.shape[1] != scale.shape[0]:  # ELECTRA's narrower embeddings are projected: their norm says nothing
         return scale.double().tolist()
     return (scale * embedding.norm(dim=0)).double().tolist()
-
-
-def with_bias(linear: nn.Linear) -> torch.Tensor:
-    """The weight with the bias as an extra input column: (out, in + 1)."""
-    if linear.bias is None:
-        return linear.weight
-    return torch.cat([linear.weight, linear.bias[:, None]], dim=1)

@@ -34,11 +34,13 @@ from bertc.compress.vocabulary import prune_vocabulary_, truncate_positions_, vo
 from bertc.compress.width import keep_hidden_
 from bertc.data.prepare import PreparedData, check_model_labels, prepare_data
 from bertc.errors import BertcError
+from bertc.families import BERT
 from bertc.inference.evaluation import score_dataset
 from bertc.inference.pytorch import TorchPredictor
 from bertc.jsonio import to_jsonable
 from bertc.modeling import (
     encoder_layers,
+    family_of,
     head_size,
     keep_heads_,
     keep_layers_,
@@ -293,6 +295,14 @@ def width_problems(config: PruneConfig, model, heads: list[int], ffn: list[int])
         except BertcError as err:
             problems.append(str(err))
     hidden, head_dim = model.config.hidden_size, head_size(model)
+    family = family_of(model)
+    surgery = [flag for flag, value in (("--hidden", config.hidden), ("--vocab", config.vocab),
+                                        ("--max-positions", config.max_positions),
+                                        ("--activation", config.activation)) if value is not None]
+    if surgery and not family.width_surgery:
+        problems.append(f"{', '.join(surgery)} work on {', '.join(BERT.model_types)} models, not this "
+                        f"{model.config.model_type} one; --heads, --ffn and --layers prune every family")
+        return problems
     if config.hidden is not None:
         if config.hidden > hidden:
             problems.append(f"--hidden {config.hidden} is more than the model's hidden size {hidden}; pass a "
@@ -328,9 +338,9 @@ def prune_model_(model, config: PruneConfig, scores: ImportanceScores, *, steps_
     layers, head_dim = encoder_layers(model), head_size(model)
     for i in kept_layers:
         if len(kept_heads[i]) < heads_now[i]:
-            keep_heads_(layers[i], kept_heads[i], head_dim)
+            keep_heads_(model, layers[i], kept_heads[i])
         if len(kept_neurons[i]) < ffn_now[i]:
-            keep_neurons_(layers[i], kept_neurons[i])
+            keep_neurons_(model, layers[i], kept_neurons[i])
     keep_layers_(model, kept_layers)
     channels = choose_hidden(config, scores, model.config.hidden_size, head_dim, steps_left)
     if channels is not None:

@@ -21,8 +21,8 @@ def test_size_report_drops_with_pruning(model):
     assert before["heads_per_layer"] == [4, 4] and before["ffn_per_layer"] == [64, 64]
     import torch
 
-    keep_heads_(encoder_layers(model)[0], [0, 1], 8)
-    keep_neurons_(encoder_layers(model)[1], torch.arange(32))
+    keep_heads_(model, encoder_layers(model)[0], [0, 1])
+    keep_neurons_(model, encoder_layers(model)[1], torch.arange(32))
     after = size_report(model, seq_len=16)
     ratios = compare_sizes(before, after)
     assert after["heads_per_layer"] == [2, 4] and after["ffn_per_layer"] == [64, 32]

@@ -262,7 +262,7 @@ def test_cli_refuses_existing_output_and_non_bert(tiny_artifact, tmp_path):
     config["model_type"] = "gpt2"
     (odd / "config.json").write_text(json.dumps(config))
     result = runner.invoke(app, ["prune", str(odd), "--out", str(tmp_path / "o2"), "--heads", "2"])
-    assert result.exit_code == 2 and "BERT-layout" in result.output
+    assert result.exit_code == 2 and "distilbert, deberta-v2, modernbert encoders" in result.output
     assert not (tmp_path / "o2").exists()
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import export
-from bertc.modeling import encoder_layers, head_size, keep_heads_, record_layer_shapes_
+from bertc.modeling import encoder_layers, keep_heads_, record_layer_shapes_
 from bertc.torch_artifact import load_artifact, save_artifact
 
 
@@ -16,9 +16,8 @@ def pruned_copy(src: Path, out: Path, heads: list[list[int]]) -> Path:
     """``src`` with only the listed heads kept in each layer (an empty list removes the layer's attention)."""
     artifact = load_artifact(src)
     model = artifact.model
-    size = head_size(model)
     for layer, keep in zip(encoder_layers(model), heads):
-        keep_heads_(layer, keep, size)
+        keep_heads_(model, layer, keep)
     record_layer_shapes_(model)
     return save_artifact(out, model, artifact.tokenizer, stage="prune", config={"heads": heads},
                          task=artifact.manifest["task"], parent=src)

@@ -7,7 +7,7 @@ import pytest
 from bertc.artifact import read_manifest
 from bertc.export.config import ExportConfig
 from bertc.export.onnx import export
-from bertc.modeling import encoder_layers, head_size, keep_heads_, load_pretrained_classifier, record_layer_shapes_
+from bertc.modeling import encoder_layers, keep_heads_, load_pretrained_classifier, record_layer_shapes_
 from bertc.torch_artifact import save_artifact
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ def minilm_artifact(path, sst2, heads: list[int] | None = None):
     model, tokenizer = load_pretrained_classifier(None, ["0", "1"])
     if heads is not None:
         for layer, count in zip(encoder_layers(model), heads):
-            keep_heads_(layer, list(range(12 - count, 12)), head_size(model))  # the last heads: not a prefix
+            keep_heads_(model, layer, list(range(12 - count, 12)))  # the last heads: not a prefix
         record_layer_shapes_(model)
     task = {"labels": [0, 1], "text_column": "sentence", "text_pair_column": None, "label_column": "label",
             "max_length": 128, "eval_data": str(sst2 / "test.tsv"), "train_data": str(sst2 / "train.tsv")}
