@@ -11,6 +11,8 @@ attention maps after averaging over heads, so head counts need not agree. Traini
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -20,9 +22,12 @@ from torch.nn import functional as F
 
 from bertc.compress.config import DistillLoss
 from bertc.data.prepare import PreparedData
+from bertc.errors import BertcError
 from bertc.modeling import check_max_length, encoder_layers, family_of, head_size
 from bertc.training.config import TrainConfig
 from bertc.training.trainer import BertcTrainer, TrainResult, train_model
+
+log = logging.getLogger("bertc.compress")
 
 
 def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, train_config: TrainConfig,
@@ -34,10 +39,28 @@ def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, tr
     ``teacher_channels``: for a student whose hidden width was pruned from the teacher, the teacher's hidden
     channel each student channel came from, so hidden states compare channel to channel."""
     check_max_length(teacher, train_config.max_length, "the teacher")
+    loss = without_unusable_attention_loss(loss, student, teacher)
     return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
                        trainer_class=DistillTrainer, description=description,
                        trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map),
                                        "teacher_channels": teacher_channels})
+
+
+def without_unusable_attention_loss(loss: DistillLoss, student, teacher) -> DistillLoss:
+    """The loss with its attention-map term off, and a one-line warning, when either model's attention scores are
+    not the product of its query and key projections (DeBERTa's relative-position terms, ModernBERT's rotary)."""
+    if not loss.attention_weight:
+        return loss
+    unusable = sorted({family_of(m).name for m in (student, teacher) if not family_of(m).attention_maps})
+    if not unusable:
+        return loss
+    reason = (f"{' and '.join(unusable)} attention maps are not query-key products (relative positions or "
+              "rotary embeddings)")
+    if not (loss.soft_weight or loss.hard_weight or loss.hidden_weight):
+        raise BertcError(f"--attention-weight is the only distillation loss, but {reason}; add --soft-weight, "
+                         "--hard-weight or --hidden-weight")
+    log.warning("WARNING: attention-map loss is off: %s; distilling with the other losses", reason)
+    return dataclasses.replace(loss, attention_weight=0.0)
 
 
 class DistillTrainer(BertcTrainer):
