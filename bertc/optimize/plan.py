@@ -14,7 +14,7 @@ from bertc.data.load import find_split_file, read_dataset, resolve_split
 from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
 from bertc.inference.onnx import providers_for
-from bertc.modeling import describe_model, load_pretrained_classifier
+from bertc.modeling import describe_model, family_of, load_pretrained_classifier
 from bertc.optimize.config import OptimizeConfig
 from bertc.optimize.search import Shape
 from bertc.torch_artifact import load_artifact
@@ -94,7 +94,8 @@ def measure(config: OptimizeConfig, plan: DataPlan, sample) -> Probe:
         model, tokenizer = load_pretrained_classifier(config.model, plan.labels)
     info = describe_model(model)
     shape = Shape(layers=info["num_layers"], heads=max(info["heads_per_layer"]), ffn=max(info["ffn_per_layer"]),
-                  hidden=info["hidden_size"], head_dim=info["head_size"])
+                  hidden=info["hidden_size"], head_dim=info["head_size"],
+                  width_surgery=family_of(model).width_surgery, family=family_of(model).name)
     device = "cuda" if config.target == "cuda" and torch.cuda.is_available() else "cpu"
     model.to(device)
 

@@ -62,6 +62,8 @@ class Shape:
     ffn: int  # intermediate size per layer
     hidden: int
     head_dim: int
+    width_surgery: bool = True  # the family's hidden width can be pruned (bertc.families.Family.width_surgery)
+    family: str = "bert"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ def step_problem(step: Step, before: PrunedShape, shape: Shape) -> str | None:
     """Why the model, shaped ``before`` by the steps ahead of ``step``, cannot take it (None: it can)."""
     if step.kind == "layers" and step.value >= shape.layers:
         return f"{step.name} keeps all or more than the model's {shape.layers} layers"
+    if step.kind == "hidden" and not shape.width_surgery:
+        return (f"{step.name}: hidden-width pruning works on BERT-layout models, not this {shape.family} one; use "
+                "layers, heads and ffn steps")
     if step.kind == "hidden" and step.value >= shape.hidden:
         return f"{step.name} keeps all or more than the model's {shape.hidden} hidden channels"
     if step.kind == "hidden" and step.value % shape.head_dim:
@@ -195,7 +200,7 @@ def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]
     layers = {"deep": f"layers{deep}" if deep else None, "shallow": f"layers{shallow}" if shallow else None}
     heads = {"many": f"heads{many}" if many else None, "few": f"heads{few}" if few else None,
              "upper": f"heads{upper}last{top}" if 0 < upper < shape.heads and top < shape.layers else None}
-    hidden = f"hidden{narrow}" if narrow else None
+    hidden = f"hidden{narrow}" if narrow and shape.width_surgery else None
     if preset == "quick":
         chains = [["base"], [layers["shallow"]], [heads["many"]], ["ffn50"]]
     else:

@@ -139,6 +139,14 @@ def test_the_full_preset_searches_hidden_width_and_the_heads_of_the_upper_layers
     assert not any("last" in s for s in specs(preset_candidates("full", Shape(1, 4, 64, 32, 8), "cpu")))
 
 
+def test_families_without_width_surgery_get_no_hidden_steps():
+    distilbert = Shape(6, 12, 3072, 768, 64, width_surgery=False, family="distilbert")
+    assert not any("hidden" in s for s in specs(preset_candidates("full", distilbert, "cpu")))
+    assert any("hidden" in s for s in specs(preset_candidates("full", Shape(6, 12, 3072, 768, 64), "cpu")))
+    with pytest.raises(BertcError, match="hidden-width pruning works on BERT-layout models, not this distilbert"):
+        check_candidates([parse_candidate("hidden512:int8-dynamic", "cpu")], distilbert)
+
+
 def test_expected_cost_and_order():
     assert relative_cost(MINILM, (), SEQ) == pytest.approx(1.0)
     costs = [relative_cost(MINILM, parse_candidate(s, "cpu").steps, SEQ)
