@@ -132,6 +132,8 @@ def manifest_digest(path: Path | str) -> str:
 def parent_record(parent: Path | str | None) -> dict | None:
     if parent is None:
         return None
+    if not Path(parent).exists():  # a model named by its Hub id (bertc.imports): the id as given
+        return {"path": str(parent), "stage": "source"}
     parent = Path(parent).absolute()
     if not is_artifact(parent):
         return {"path": str(parent), "stage": "source"}

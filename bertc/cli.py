@@ -15,12 +15,14 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
+from bertc import cli_options as opts
 from bertc.bench.config import BenchConfig
-from bertc.cli_options import Option, argument, build_config, command_function, config_options, split_list, to_number
+from bertc.cli_options import Option, argument, build_config, command_function, config_options, split_list
 from bertc.compress.config import DistillConfig, PruneConfig
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig, QuantizeConfig, StaticQuantConfig
 from bertc.finetune.config import FinetuneConfig
+from bertc.imports.config import ImportConfig
 from bertc.optimize.config import OptimizeConfig, parse_duration, parse_number
 
 try:
@@ -111,7 +113,19 @@ def stage(target: str, values: dict, src, config, show: str) -> None:
     library(show)(out)
 
 
-# --- finetune, prune, distill -------------------------------------------------------------------------------
+# --- import, finetune, prune, distill -----------------------------------------------------------------------
+IMPORT = config_options(ImportConfig)
+
+
+def import_classifier(values: dict) -> None:
+    stage("bertc.imports.classifier:import_classifier", values, values["source"],
+          build_config(ImportConfig, IMPORT, values), "bertc.cli_output:show_import")
+
+
+register("import", import_classifier, [
+    argument("source", str, help="A fine-tuned transformers sequence classifier: a directory or a Hub id."), OUT,
+    OVERWRITE], IMPORT, "Make a fine-tuned transformers classifier a bertc artifact (every stage also takes one).")
+
 FINETUNE = config_options(FinetuneConfig, flags={**DATA_FLAGS, "data.train": "--train"},
                           defaults={"data.train": ..., **SEED["defaults"]}, helps=SEED["helps"])
 
@@ -141,31 +155,11 @@ def prune(values: dict) -> None:
     recover = values["recover_epochs"] is not None or values["recover_steps"] is not None
     if recover and values["recover_epochs"] is None:
         values["recover_epochs"] = "1"
-    count, share = heads_global(values["heads_global"])
-    heads, per_layer = heads_option(values["heads"], values["heads_per_layer"])
+    count, share = opts.heads_global(values["heads_global"])
+    heads, per_layer = opts.heads_option(values["heads"], values["heads_per_layer"])
     config = build_config(PruneConfig, PRUNE, values, heads=heads, heads_per_layer=per_layer, heads_global=count,
                           heads_global_ratio=share, **({} if recover else {"recover": None}))
     stage("bertc.compress.prune:prune", values, values["artifact"], config, "bertc.cli_output:show_compression")
-
-
-def heads_global(value: str | None) -> tuple[int | None, float | None]:
-    """--heads-global 36 is a head count; 0.5 (a decimal point or below 1) is a share of all heads."""
-    if value is None:
-        return None, None
-    try:
-        number = float(value)
-    except ValueError:
-        raise BertcError(f"--heads-global takes a head count (36) or a share (0.5), got {value!r}") from None
-    return (None, number) if "." in value or number < 1 else (int(number), None)
-
-
-def heads_option(value: str | None, per_layer: str | None) -> tuple[int | None, str | None]:
-    """--heads 8 keeps 8 heads in every layer; --heads -1:8 (layer:heads entries) is --heads-per-layer's short form."""
-    if value is None or ":" not in value:
-        return to_number(value, "--heads", int), per_layer
-    if per_layer is not None:
-        raise BertcError("give only one of --heads and --heads-per-layer")
-    return None, value
 
 
 register("prune", prune, [

@@ -273,3 +273,25 @@ def argument(name: str, kind, default=..., *flags: str, help: str = "", option: 
                          show_default=show_default)
             if option else typer.Argument(default, help=help))
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=info)
+
+
+# --- options parsed by hand ---------------------------------------------------------------------------------
+
+def heads_global(value: str | None) -> tuple[int | None, float | None]:
+    """--heads-global 36 is a head count; 0.5 (a decimal point or below 1) is a share of all heads."""
+    if value is None:
+        return None, None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BertcError(f"--heads-global takes a head count (36) or a share (0.5), got {value!r}") from None
+    return (None, number) if "." in value or number < 1 else (int(number), None)
+
+
+def heads_option(value: str | None, per_layer: str | None) -> tuple[int | None, str | None]:
+    """--heads 8 keeps 8 heads in every layer; --heads -1:8 (layer:heads entries) is --heads-per-layer's short form."""
+    if value is None or ":" not in value:
+        return to_number(value, "--heads", int), per_layer
+    if per_layer is not None:
+        raise BertcError("give only one of --heads and --heads-per-layer")
+    return None, value

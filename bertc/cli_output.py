@@ -28,6 +28,16 @@ def show_training(path: Path) -> None:
     console.print(f"wrote {path}", soft_wrap=True)
 
 
+def show_import(path: Path) -> None:
+    manifest = read_manifest(path)
+    model, task = manifest["model"], manifest["task"]
+    rows = {"source": manifest.get("source_model"), "model": f"{model['model_type']} ({model['architecture']})",
+            "layers": model["num_layers"], "parameters": f"{model['num_parameters']:,}",
+            "labels": ", ".join(map(str, task["labels"])), "max length": task["max_length"]}
+    console.print(key_value_table(rows, "imported"))
+    console.print(f"wrote {path}; give later stages their data (--data, --train): it records none", soft_wrap=True)
+
+
 def show_compression(path: Path) -> None:
     if not is_artifact(path):  # non-zero ranks of a distributed run
         return

@@ -121,6 +121,9 @@ class Family:
     takes_token_types: bool = True
     # ONNX Runtime's BERT fuser turns this family's eager attention into Attention nodes with per-layer num_heads
     fuses_attention: bool = True
+    # each layer ends its attention and its feed-forward block with a LayerNorm (post-norm), so exported graphs
+    # are split into layers by counting LayerNorms (bertc.export.graph.layer_groups)
+    post_norm: bool = True
     # query/key projections give the real attention scores (no relative-position or rotary terms), so
     # distillation can compare attention maps
     attention_maps: bool = True
@@ -366,7 +369,7 @@ MODERNBERT = ModernBertFamily(
     name="modernbert", model_types=("modernbert",), layers_path="layers", attention_path="attn",
     query_path="attn.Wqkv", key_path="attn.Wqkv", value_path="attn.Wqkv", attention_out_path="attn.Wo",
     ffn_in_path="mlp.Wi", ffn_out_path="mlp.Wo", takes_token_types=False, fuses_attention=False,
-    attention_maps=False)
+    attention_maps=False, post_norm=False)
 
 FAMILIES = (BERT, DISTILBERT, DEBERTA_V2, MODERNBERT)
 SUPPORTED_MODEL_TYPES = tuple(t for family in FAMILIES for t in family.model_types)

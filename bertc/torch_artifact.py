@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertc.artifact import load_tokenizer, read_manifest, staging_dir, write_manifest
+from bertc.artifact import is_artifact, load_tokenizer, read_manifest, staging_dir, write_manifest
 from bertc.errors import BertcError
+from bertc.imports.source import classifier_source, import_
 from bertc.modeling import describe_model, load_classifier
 
 
@@ -40,14 +41,25 @@ def load_model(path: Path | str, *, device: str = "cpu", attn_implementation: st
     """The one loader: a bertc (or plain transformers) classification model directory, safetensors only.
 
     Pruned models (per-layer head counts and FFN sizes recorded in config.json) are rebuilt with their
-    smaller matrices before the weights are loaded, so they come back exactly as they were saved.
+    smaller matrices before the weights are loaded, so they come back exactly as they were saved. A directory or
+    Hub id that is no bertc artifact is checked first (bertc.imports.source): a base model without a
+    classification head, or of a family bertc does not know, is refused saying so.
     """
-    return load_classifier(Path(path), device=device, attn_implementation=attn_implementation,
+    path = Path(path)
+    if not is_artifact(path):
+        path = classifier_source(path).path
+    return load_classifier(path, device=device, attn_implementation=attn_implementation,
                            trust_remote_code=trust_remote_code)
 
 
 def load_artifact(path: Path | str, *, device: str = "cpu", attn_implementation: str | None = None) -> Artifact:
+    """A PyTorch artifact; or a fine-tuned transformers classifier (a directory or Hub id), imported in memory
+    with the manifest `bertc import` would write (``manifest["source_model"]`` names it)."""
     path = Path(path)
+    if not is_artifact(path):
+        imported = import_(path, attn_implementation=attn_implementation)
+        return Artifact(path=path, model=imported.model.to(device), tokenizer=imported.tokenizer,
+                        manifest=imported.manifest)
     manifest = read_manifest(path)
     if manifest["model"].get("kind", "pytorch") != "pytorch":
         raise BertcError(f"{path} holds a {manifest['model']['kind']} model, not a PyTorch one; "

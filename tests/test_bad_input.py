@@ -1,9 +1,10 @@
 """Every command × every class of bad input: exit code 2, one line on stderr, nothing changed, nothing left behind.
 
-The table has 240 rows in 119 cells: the 11 commands (finetune, prune, distill, export, quantize, evaluate, predict,
-bench, report, optimize, run) × the 11 classes of bad input (missing, unreadable, empty, corrupted, wrong columns,
-non-finite numbers, out-of-range options, unknown choices, unwritable output, existing output, incompatible
-artifacts), less the two cells that cannot apply (report has no columns and no choices). Each row runs in-process on
+The table has 256 rows in 128 cells: the 12 commands (finetune, import, prune, distill, export, quantize, evaluate,
+predict, bench, report, optimize, run) × the 11 classes of bad input (missing, unreadable, empty, corrupted, wrong
+columns, non-finite numbers, out-of-range options, unknown choices, unwritable output, existing output,
+incompatible artifacts), less the four cells that cannot apply (report and import have no columns and no
+choices). Each row runs in-process on
 tiny fixtures gathered in one directory (whose name has spaces), and checks that the command fails before any
 training, with one line naming the problem, and that every file in that directory is byte-identical afterwards and
 nothing new appeared there (staging and work directories, temporary files: ``tempfile`` is pointed into it). As root
@@ -289,6 +290,23 @@ ROWS = [
     ("run", "existing", U.replace("{W}/out", "{W}/existing"), None, "already exists"),
     ("run", "incompatible", "run {W}/onnx-input.toml --out {W}/out", None, "needs a PyTorch artifact"),
     ("run", "incompatible", "run {W}/otherlabels.toml --out {W}/out", None, "does not know"),
+    # a transformers model bertc cannot take: every stage that reads a PyTorch artifact refuses it the same way
+    ("prune", "incompatible", "prune {W}/model --out {W}/out --heads 2", None, "has no classification head"),
+    ("distill", "incompatible", D.replace("{W}/pt", "{W}/model"), None, "has no classification head"),
+    ("export", "incompatible", "export {W}/model --out {W}/out", None, "has no classification head"),
+    ("optimize", "incompatible", OPT.replace("{W}/pt", "{W}/model"), None, "has no classification head"),
+    ("import", "missing", "import {W}/missing --out {W}/out", None, "does not exist"),
+    ("import", "unreadable", "import {W}/model --out {W}/out", "model/config.json", "Permission denied"),
+    ("import", "empty", "import {W}/emptydir --out {W}/out", None, "not a bertc artifact or a transformers"),
+    ("import", "corrupted", "import {W}/trunc-model --out {W}/out", None, "damaged"),
+    ("import", "nonfinite", "import {W}/model --out {W}/out --max-length nan", None, "--max-length must be a whole"),
+    ("import", "range", "import {W}/model --out {W}/out --max-length 0", None, "--max-length must be at least 1"),
+    ("import", "unwritable", "import {W}/model --out {W}/afile/out", None, "which is a file"),
+    ("import", "unwritable", "import {W}/model --out {W}/ro/out", None, "cannot write"),
+    ("import", "existing", "import {W}/model --out {W}/existing", None, "already exists"),
+    ("import", "existing", "import {W}/model --out {W}/model --overwrite", None, "is an input of this stage"),
+    ("import", "incompatible", "import {W}/model --out {W}/out", None, "has no classification head"),
+    ("import", "incompatible", "import {W}/pt --out {W}/out", None, "already a bertc artifact"),
 ]
 def row_id(row) -> str:
     same = [r for r in ROWS[:ROWS.index(row) + 1] if r[:2] == row[:2]]
@@ -332,7 +350,7 @@ def test_bad_input_is_one_line_and_changes_nothing(world, row, monkeypatch):
 def test_the_table_covers_every_command_and_class():
     commands = {row[0] for row in ROWS}
     classes = {row[1] for row in ROWS}
-    assert len(commands) == 11 and len(classes) == 11
+    assert len(commands) == 12 and len(classes) == 11
     assert len({(row[0], row[1]) for row in ROWS}) >= 110
     assert f"{len(ROWS)} rows in {len({(row[0], row[1]) for row in ROWS})} cells" in __doc__
     assert len({row_id(row) for row in ROWS}) == len(ROWS)

@@ -1,9 +1,11 @@
-"""Reading exported BERT graphs: fused-operator counts, which encoder layer each node belongs to, head checks.
+"""Reading exported encoder graphs: fused-operator counts, which encoder layer each node belongs to, head checks.
 
-An ONNX graph is stored in topological order, and every encoder layer ends its attention block and its
-feed-forward block with a LayerNorm (plain, Skip- or, for the embeddings, EmbedLayerNormalization). Counting the
-LayerNorms seen before a node therefore tells which layer the node computes, with no reliance on node names (the
-fuser renames what it fuses). Quantization and fp16 conversion use these groups to keep whole layers in float.
+An ONNX graph is stored in topological order, and in post-norm families (BERT, DistilBERT, DeBERTa) every encoder
+layer ends its attention block and its feed-forward block with a LayerNorm (plain, Skip- or, for the embeddings,
+EmbedLayerNormalization). Counting the LayerNorms seen before a node therefore tells which layer the node
+computes, with no reliance on node names (the fuser renames what it fuses). Quantization and fp16 conversion use
+these groups to keep whole layers in float. Pre-norm graphs (ModernBERT: no attention norm in layer 0, a final
+norm, none for a headless layer) have no such count, so they have no groups and are treated as a whole.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import onnx
 
 from bertc.errors import BertcError
+from bertc.families import FAMILIES
 
 # The operators the ORT transformer optimizer fuses for BERT, in the order they are reported.
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
@@ -21,6 +24,7 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "Skip
 LAYER_NORMS = frozenset({"LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
                          "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"})
 EMBEDDINGS, HEAD = "embeddings", "classifier"
+MODEL_TYPE_KEY = "bertc_model_type"  # metadata of exported graphs: the transformers model_type they came from
 
 
 def load_graph(file: Path) -> onnx.ModelProto:
@@ -52,11 +56,31 @@ def name_nodes_(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
+def set_model_type_(model: onnx.ModelProto, model_type: str) -> None:
+    """Record the model_type the graph came from in its metadata (it decides how the graph splits in layers)."""
+    for prop in model.metadata_props:
+        if prop.key == MODEL_TYPE_KEY:
+            prop.value = model_type
+            return
+    model.metadata_props.add(key=MODEL_TYPE_KEY, value=model_type)
+
+
+def model_type(model: onnx.ModelProto) -> str | None:
+    return next((prop.value for prop in model.metadata_props if prop.key == MODEL_TYPE_KEY), None)
+
+
+def splits_in_layers(model_type_name: str | None) -> bool:
+    """Whether graphs of this model_type split in layers by their LayerNorms (unknown types: assumed BERT-like)."""
+    family = next((f for f in FAMILIES if model_type_name in f.model_types), None)
+    return family is None or family.post_norm
+
+
 def layer_groups(model: onnx.ModelProto, num_layers: int) -> dict[str, str] | None:
     """Node name -> "embeddings", "layer.<i>" or "classifier"; None when the graph does not have the expected
-    2 LayerNorms per layer plus one for the embeddings (e.g. an unoptimized export at opset < 17)."""
+    2 LayerNorms per layer plus one for the embeddings (e.g. an unoptimized export at opset < 17), or comes from
+    a pre-norm family (see the module docstring)."""
     norms = sum(node.op_type in LAYER_NORMS for node in model.graph.node)
-    if norms != 2 * num_layers + 1:
+    if norms != 2 * num_layers + 1 or not splits_in_layers(model_type(model)):
         return None
     groups, seen = {}, 0
     for node in model.graph.node:

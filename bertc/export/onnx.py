@@ -1,11 +1,14 @@
 """`bertc export --onnx`: a PyTorch artifact as a fused, verified ONNX model.
 
 1. Export with the TorchScript-based ``torch.onnx`` exporter and eager attention: the dynamo exporter and SDPA
-   attention both produce graphs in which ONNX Runtime fuses no Attention. Each self-attention is run with
-   its layer's head count as a constant in the reshapes, so the fuser can read heads per layer (pruned models
-   have different counts per layer; transformers reshapes with -1, which defeats the detection).
+   attention both produce graphs in which ONNX Runtime fuses no Attention. In the families whose attention ONNX
+   Runtime fuses (BERT's layout, DistilBERT) each self-attention is run with its layer's head count as a
+   constant in the reshapes, so the fuser can read heads per layer (pruned models have different counts per
+   layer; transformers reshapes with -1, which defeats the detection).
 2. ONNX Runtime's transformer optimizer (``--optimize all``) or its generic passes only (``basic``). Fused
-   operators are counted; every fused Attention node's ``num_heads`` is checked against its layer.
+   operators are counted; every fused Attention node's ``num_heads`` is checked against its layer. DeBERTa-v2
+   (relative-position terms) and ModernBERT (rotary, local windows) have no fused form: the fuser leaves their
+   attention alone and fuses the rest, and the export says so in one log line and in the manifest.
 3. Optional fp16 conversion for GPU serving, with int64 inputs and float32 logits kept.
 4. Verification against the PyTorch model on real samples: largest logit difference, label agreement and
    accuracy. Beyond tolerance is an error and nothing is written.
@@ -17,10 +20,9 @@ around it: it reads an artifact and writes one.
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
 import tempfile
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,11 @@ from bertc.export.config import ExportConfig, Optimize
 from bertc.export.openvino import check_openvino_export, export_openvino_
 from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
+from bertc.families import BERT, DISTILBERT, family_of, get_path
+from bertc.imports.source import classifier_source
 from bertc.inference.onnx import OnnxPredictor, create_session
 from bertc.inference.pytorch import TorchPredictor
-from bertc.modeling import PrunedAttention, describe_model, encoder_layers, usable_positions
+from bertc.modeling import describe_model, head_size, usable_positions
 from bertc.torch_artifact import load_model
 
 log = logging.getLogger("bertc.export")
@@ -101,6 +105,9 @@ def export_(model, tokenizer, config: ExportConfig, *, task: dict | None = None,
         metrics = verify_graph(model, tokenizer, proto, task, samples, config)
     finally:
         model.train(was_training)  # the predictor that verifies switches it to eval
+    check = description["fusion_check"]
+    if check is not None and not check["applies"]:
+        log.warning("%s", check["note"])  # said once the graph is verified, so "verified" is true
     return Exported(proto, description, metrics)
 
 
@@ -119,10 +126,7 @@ def source_task(src: Path) -> dict:
             raise BertcError(f"{src} holds a {manifest['model'].get('variant', kind)} {kind} model; export the "
                              "PyTorch artifact it came from (its parent is in bertc.json)")
         return manifest["task"]
-    if not src.is_dir() or not (src / "config.json").is_file():
-        raise BertcError(f"{src} is not a bertc artifact or a transformers model directory (no bertc.json or "
-                         "config.json); pass the --out of `bertc finetune` or a saved classifier")
-    return labels_task(json.loads((src / "config.json").read_text()).get("id2label"))
+    return classifier_source(src).task()  # a transformers classifier: a known family with a classification head
 
 
 def labels_task(id2label: dict | None) -> dict:
@@ -136,23 +140,19 @@ def labels_task(id2label: dict | None) -> dict:
 def export_graph(model, tokenizer, config: ExportConfig):
     """``model`` as an ONNX graph (optimized, checked, optionally fp16) and its manifest["model"]."""
     description = describe_model(model)
-    heads = description["heads_per_layer"]
+    family = family_of(model)
     inputs = [name for name in INPUTS if name in tokenizer.model_input_names]
     with tempfile.TemporaryDirectory(prefix="bertc-export-") as work:
         raw = Path(work) / "raw.onnx"
         torch_export(model, tokenizer, inputs, config.opset, raw)
-        proto = optimize(raw, config.optimize)
+        proto = (optimize(raw, config.optimize) if family.fuses_attention
+                 else optimize(raw, config.optimize, fuse_attention=False))
     graph.name_nodes_(proto)
+    graph.set_model_type_(proto, description["model_type"])
     fusion = graph.op_counts(proto)
     fusion_check = None
     if config.optimize == "all":
-        fusion_check = graph.check_attention(proto, heads)
-        if not fusion_check["complete"]:
-            message = (f"only {fusion_check['fused_attention']} of {fusion_check['attention_layers']} attention "
-                       "layers fused into ONNX Runtime Attention nodes; the model runs, but slower")
-            if config.strict:
-                raise BertcError(f"{message}. --strict makes this an error; report the model type to bertc")
-            log.warning("WARNING: %s", message)
+        fusion_check = check_fusion(proto, description, family, config)
     if config.fp16:
         proto = to_fp16(proto)
     description.update({
@@ -161,6 +161,24 @@ def export_graph(model, tokenizer, config: ExportConfig):
         "outputs": ["logits"], "size_bytes": proto.ByteSize(),  # the size of the file onnx.save_model writes
         "padding": "right (fused attention treats the first sum(attention_mask) tokens as real)"})
     return proto, description
+
+
+def check_fusion(proto, description: dict, family, config: ExportConfig) -> dict:
+    """Where the family's attention fuses: every layer with heads has one fused node with its head count (too
+    few is a warning, an error with --strict). Where it cannot fuse (relative-position or rotary attention),
+    the record says so and no fused attention is expected."""
+    heads = description["heads_per_layer"]
+    if not family.fuses_attention:
+        return {"applies": False, "attention_layers": sum(1 for h in heads if h > 0), "fused_attention": 0,
+                "note": f"ONNX Runtime does not fuse {family.name} attention: shipping the verified unfused graph"}
+    check = {"applies": True, **graph.check_attention(proto, heads)}
+    if not check["complete"]:
+        message = (f"only {check['fused_attention']} of {check['attention_layers']} attention layers fused into "
+                   "ONNX Runtime Attention nodes; the model runs, but slower")
+        if config.strict:
+            raise BertcError(f"{message}. --strict makes this an error; report the model type to bertc")
+        log.warning("WARNING: %s", message)
+    return check
 
 
 class ExportWrapper(torch.nn.Module):
@@ -199,14 +217,23 @@ def torch_export(model, tokenizer, inputs: list[str], opset: int, file: Path) ->
 
 @contextlib.contextmanager
 def constant_head_reshapes(model):
-    """Run every self-attention with its own head count as a constant while tracing (see module docstring)."""
-    patched = []
-    for layer in encoder_layers(model):
-        if isinstance(layer.attention, PrunedAttention):
-            continue
-        module = layer.attention.self
-        module.forward = types.MethodType(constant_heads_attention, module)
-        patched.append(module)
+    """Run every self-attention with its own head count as a constant while tracing (see module docstring).
+
+    Only the families whose attention ONNX Runtime can fuse (BERT's layout and DistilBERT's) are patched; the
+    others are traced as transformers runs them."""
+    family, patched = family_of(model), []
+    if family in (BERT, DISTILBERT):
+        head_dim = head_size(model)
+        for layer in family.layers(model):
+            if family.headless(layer):
+                continue
+            module = get_path(layer, family.query_path.rsplit(".", 1)[0])
+            # DistilBERT's attention module holds its output projection; BERT's self-attention does not
+            out = get_path(layer, family.attention_out_path) if family is DISTILBERT else None
+            projections = [get_path(layer, path) for path in (family.query_path, family.key_path,
+                                                              family.value_path)]
+            module.forward = functools.partial(constant_heads_attention, *projections, out, head_dim)
+            patched.append(module)
     try:
         yield
     finally:
@@ -214,26 +241,29 @@ def constant_head_reshapes(model):
             del module.forward  # back to the class's forward
 
 
-def constant_heads_attention(self, hidden_states, attention_mask=None, *args, **kwargs):
-    """Eager self-attention as in transformers' BERT, with the head count a Python int."""
+def constant_heads_attention(query, key, value, out, size: int, hidden_states, attention_mask=None, *args,
+                             **kwargs):
+    """Eager self-attention as in transformers' BERT, with the head count a Python int (``out``: an output
+    projection applied inside the block, as DistilBERT does)."""
     batch, seq = hidden_states.shape[:2]
-    heads, size = self.query.out_features // self.attention_head_size, self.attention_head_size
+    heads = query.out_features // size
 
     def split(x):  # (batch, seq, heads * size) -> (batch, heads, seq, size)
         return x.view(batch, seq, heads, size).transpose(1, 2)
 
-    query, key, value = split(self.query(hidden_states)), split(self.key(hidden_states)), split(
-        self.value(hidden_states))
-    scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling  # (batch, heads, seq, seq)
+    q, k, v = split(query(hidden_states)), split(key(hidden_states)), split(value(hidden_states))
+    scores = torch.matmul(q, k.transpose(2, 3)) * size ** -0.5  # (batch, heads, seq, seq)
     if attention_mask is not None:
         scores = scores + attention_mask
     probs = torch.softmax(scores, dim=-1)
-    context = torch.matmul(probs, value).transpose(1, 2)  # (batch, seq, heads, size)
-    return context.reshape(batch, seq, heads * size), None
+    context = torch.matmul(probs, v).transpose(1, 2).reshape(batch, seq, heads * size)
+    return (out(context) if out is not None else context), None
 
 
-def optimize(raw: Path, level: Optimize):
-    """The exported graph after ONNX Runtime's optimizer at ``level``, as a ModelProto."""
+def optimize(raw: Path, level: Optimize, fuse_attention: bool = True):
+    """The exported graph after ONNX Runtime's optimizer at ``level``, as a ModelProto. Without
+    ``fuse_attention`` (families whose attention has relative-position or rotary terms) the fuser leaves
+    attention alone and fuses the rest (LayerNorms, Gelu); verification checks the result."""
     import onnx
 
     if level == "none":
@@ -252,8 +282,10 @@ def optimize(raw: Path, level: Optimize):
                 optimized = optimize_model(str(raw), model_type="bert", opt_level=1, only_onnxruntime=True)
             else:
                 # num_heads=0, hidden_size=0: the fuser reads each layer's sizes from its (constant) reshapes.
+                options = FusionOptions("bert")
+                options.enable_attention = fuse_attention
                 optimized = optimize_model(str(raw), model_type="bert", num_heads=0, hidden_size=0,
-                                           optimization_options=FusionOptions("bert"))
+                                           optimization_options=options)
     except Exception as err:  # the optimizer raises assorted types on graphs it cannot handle
         raise BertcError(f"ONNX Runtime's optimizer failed at --optimize {level} ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}); try --optimize basic") from err

@@ -2,7 +2,8 @@
 
 1. ``openvino.convert_model`` on the PyTorch model (TorchScript trace of eager attention, as the ONNX export
    uses), with every input's batch and sequence axes dynamic and the output named ``logits``. Every family the
-   ONNX export takes converts this way, pruned layers included: OpenVINO needs no constant head counts.
+   ONNX export takes (BERT, DistilBERT, DeBERTa-v2, ModernBERT) converts this way, pruned layers included:
+   OpenVINO needs no constant head counts.
 2. ``openvino.save_model`` with ``compress_to_fp16=False``: its default would store fp16 weights.
 3. Verification on real samples, as for ONNX: the saved IR, read back from its bytes and compiled with the
    inference precision the manifest records, against the PyTorch model. Beyond tolerance is an error and nothing
@@ -146,7 +147,8 @@ def convert(model, tokenizer, inputs: list[str]) -> tuple[bytes, bytes]:
                                          input=[(ov.PartialShape([-1, -1]), ov.Type.i64) for _ in inputs],
                                          share_weights=False)  # the IR must not change when the model does
     except Exception as err:  # the PyTorch frontend raises assorted types on models it cannot convert
-        raise BertcError(f"OpenVINO could not convert this model ({type(err).__name__}: {first_line(err)}); "
+        raise BertcError(f"OpenVINO could not convert this {model.config.model_type} model ({type(err).__name__}: "
+                         f"{first_line(err)}); "
                          "export it to ONNX with `bertc export` instead, or report the model type to bertc") from err
     for port, name in zip(converted.inputs, inputs):  # traced inputs are named after the wrapper's *tensors
         port.get_tensor().set_names({name})

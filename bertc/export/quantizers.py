@@ -128,16 +128,27 @@ class OnnxHandler:
 
     def groups(self) -> list[str]:
         if self.node_groups is None:
-            raise BertcError(f"cannot tell which encoder layer each node of {self.source_file} belongs to, so "
-                             "no layer can be kept in float; export with --optimize all (the default)")
+            raise BertcError(self.no_groups())
         types = {node.name: node.op_type for node in self.proto.graph.node}
         present = {group for name, group in self.node_groups.items()
                    if self.op_types is None or types[name] in self.op_types}
         return [g for g in graph.group_order(self.num_layers) if g in present]
 
+    def no_groups(self) -> str:
+        """Why no single layer can be kept in float: the graph is quantized as a whole."""
+        model_type = self.source.description.get("model_type") or graph.model_type(self.proto)
+        if not graph.splits_in_layers(model_type):
+            return (f"a {model_type} graph is quantized as a whole: its pre-norm layers cannot be told apart in "
+                    "the graph, so no layer can be kept in float; allow more with --max-accuracy-drop, or try "
+                    "another --method")
+        return (f"cannot tell which encoder layer each node of {self.source_file} belongs to, so no layer can be "
+                "kept in float; export with --optimize all (the default)")
+
     def nodes_in(self, groups: list[str]) -> list[str]:
         if not groups:
             return []
+        if self.node_groups is None:  # never quantize what was asked to stay float
+            raise BertcError(self.no_groups())
         chosen = set(groups)
         return [name for name, group in (self.node_groups or {}).items() if group in chosen]
 

@@ -46,7 +46,7 @@ def print_export(path: Path) -> None:
         fusion.add_row(op, str(count))
     console.print(fusion)
     check = model.get("fusion_check")
-    if check is not None:
+    if check is not None and check.get("applies", True):  # else the export logged its one-line note
         heads = ", ".join(str(node["num_heads"]) for node in check["nodes"])
         line = (f"Attention fused in {check['fused_attention']} of {check['attention_layers']} attention layers "
                 f"(heads per fused node: {heads or '-'}; model: {model['heads_per_layer']})")

@@ -28,6 +28,7 @@ from bertc.artifact import is_artifact, read_manifest
 from bertc.console import console
 from bertc.errors import BertcError
 from bertc.formatting import duration, points
+from bertc.imports.config import ImportConfig
 from bertc.inference.evaluation import evaluate
 from bertc.jsonio import to_jsonable
 from bertc.optimize.config import OptimizeConfig
@@ -204,7 +205,11 @@ class Run:
     def baseline_stage(self) -> None:
         """Fine-tune (or take the --from artifact): the model every candidate starts from and is compared with."""
         config = self.config
-        if config.start_from:
+        if config.start_from and not is_artifact(config.start_from):  # a transformers classifier: imported first
+            self.base_ref = "import"
+            self.baseline = self.build(RecipeStage(name="import", kind="import", config=ImportConfig(),
+                                                   input=config.start_from), 0.0, must_succeed=True)
+        elif config.start_from:
             self.baseline = Path(config.start_from).absolute()
             self.base_ref = str(self.baseline)
         else:
@@ -213,7 +218,7 @@ class Run:
             self.baseline = self.build(finetune_stage(config, self.plan),
                                        self.costs.finetune(rows, config.setting("finetune_epochs")), must_succeed=True)
         self.inputs["base"] = self.baseline
-        name = "finetune" if self.base_ref == "finetune" else "from"
+        name = self.base_ref if self.base_ref in ("finetune", "import") else "from"
         self.base_accuracy = self.selection_accuracy(name, self.baseline, trust_manifest=name == "finetune")
         self.state["nodes"][name]["path"] = str(self.baseline)
 

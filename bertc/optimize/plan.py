@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from bertc.artifact import read_manifest
+from bertc.artifact import is_artifact, read_manifest
 from bertc.data.config import Columns
 from bertc.data.load import find_split_file, read_dataset, resolve_split
 from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
+from bertc.imports.source import classifier_source
 from bertc.inference.onnx import providers_for
 from bertc.modeling import describe_model, family_of, load_pretrained_classifier
 from bertc.optimize.config import OptimizeConfig
@@ -46,7 +47,7 @@ def plan_data(config: OptimizeConfig):
     if selection is None:
         raise BertcError(f"no selection data: pass --eval PATH (e.g. validation.tsv), or a --train directory with a "
                          f"validation file ({train} has none)")
-    task = read_manifest(config.start_from)["task"] if config.start_from else {}
+    task = start_task(config.start_from) if config.start_from else {}
     columns = Columns(config.text_column or task.get("text_column"),
                       config.text_pair_column or task.get("text_pair_column"),
                       config.label_column or task.get("label_column"))
@@ -75,6 +76,12 @@ def plan_data(config: OptimizeConfig):
                     train_rows=sets["--train"][1], selection_rows=len(sample),
                     test_rows=min(sets["--test"][1], config.test_samples or sets["--test"][1]) if test else 0)
     return plan, sample
+
+
+def start_task(start_from: str) -> dict:
+    """The task of the --from model: its artifact's, or a transformers classifier's labels (checked before any data
+    is read: a model bertc cannot handle is refused here as by every command)."""
+    return read_manifest(start_from)["task"] if is_artifact(start_from) else classifier_source(start_from).task()
 
 
 @dataclass

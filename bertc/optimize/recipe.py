@@ -55,6 +55,8 @@ from bertc.export.onnx import export
 from bertc.export.quantize import quantize
 from bertc.finetune.config import FinetuneConfig
 from bertc.finetune.finetune import finetune
+from bertc.imports.classifier import import_classifier
+from bertc.imports.config import ImportConfig
 from bertc.jsonio import to_jsonable
 from bertc.optimize import rundir
 from bertc.optimize.config import SelectConfig
@@ -72,6 +74,7 @@ STAGES = {
     "distill": (DistillConfig, distill),
     "export": (ExportConfig, export),
     "quantize": (QuantizeConfig, quantize),
+    "import": (ImportConfig, import_classifier),
 }
 # Files an interrupted run of a stage leaves in its work directory once it can be resumed.
 RESUME_MARKERS = {"finetune": (CONFIG_FILE,), "distill": (CONFIG_FILE,), "prune": (RUN_FILE,)}
@@ -80,7 +83,7 @@ RESUME_MARKERS = {"finetune": (CONFIG_FILE,), "distill": (CONFIG_FILE,), "prune"
 @dataclass
 class RecipeStage:
     name: str  # the artifact's directory under DIR/stages/
-    kind: str  # finetune, prune, distill, export or quantize
+    kind: str  # finetune, prune, distill, export, quantize or import
     config: Any  # the stage's config dataclass
     input: str | None = None  # a stage name or an artifact path; for finetune the starting model (None: MiniLM)
 
@@ -305,7 +308,7 @@ def check_inputs(recipe: Recipe) -> None:
     the bench and test data (readable, with the columns and labels of the baseline's task)."""
     names = {stage.name for stage in recipe.stages}
     for stage in recipe.stages:
-        if stage.kind == "finetune" or stage.input in names:  # finetune checks its model first thing
+        if stage.kind in ("finetune", "import") or stage.input in names:  # they check their model first thing
             continue
         kind = read_manifest(stage.input)["model"].get("kind", "pytorch")
         if stage.kind != "quantize" and kind != "pytorch":
