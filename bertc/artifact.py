@@ -21,10 +21,12 @@ from typing import Any
 
 from bertc.environment import environment
 from bertc.errors import BertcError
-from bertc.families import align_tokenizer_
 from bertc.jsonio import to_jsonable
 
 MANIFEST = "bertc.json"
+# Families whose models take no token_type_ids (bertc.families says the same; tests/families checks they agree).
+# Kept here, torch-free, so the ONNX serving path loads tokenizers without importing torch.
+NO_TOKEN_TYPES = ("distilbert", "modernbert")
 FORMAT_VERSION = 1
 TRAINING_LOG = "train_log.jsonl"
 MANIFEST_SECTIONS = ("model", "task")  # every reader needs them
@@ -177,9 +179,8 @@ def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
     except (OSError, ValueError) as err:
         raise BertcError(f"could not load a tokenizer from {path} ({str(err).splitlines()[0]}); "
                          "the directory needs tokenizer files such as tokenizer.json") from err
-    model_type = recorded_model_type(Path(path))
-    if model_type:
-        align_tokenizer_(tokenizer, model_type)
+    if recorded_model_type(Path(path)) in NO_TOKEN_TYPES and "token_type_ids" in tokenizer.model_input_names:
+        tokenizer.model_input_names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
     return tokenizer
 
 

@@ -161,3 +161,10 @@ def test_importance_scores_cover_every_head_and_neuron(family, family_artifact, 
     assert all(sum(h) > 0 for h in scores.heads) and all(sum(f) > 0 for f in scores.ffn)
     kept = prune_model_(artifact.model, PruneConfig(heads=1, recover=None), scores)
     assert [len(h) for h in kept["kept_heads"]] == [1, 1, 1]
+
+
+def test_the_torch_free_token_type_list_agrees_with_the_families():
+    from bertc.artifact import NO_TOKEN_TYPES
+    from bertc.families import FAMILIES
+
+    assert set(NO_TOKEN_TYPES) == {t for f in FAMILIES if not f.takes_token_types for t in f.model_types}
