@@ -379,10 +379,14 @@ def supported_text() -> str:
     return ", ".join(SUPPORTED_MODEL_TYPES)
 
 
+def known_family(model_type: str | None) -> Family | None:
+    return next((family for family in FAMILIES if model_type in family.model_types), None)
+
+
 def family_for_type(model_type: str, source: str = "the model") -> Family:
-    for family in FAMILIES:
-        if model_type in family.model_types:
-            return family
+    family = known_family(model_type)
+    if family is not None:
+        return family
     raise BertcError(f"{source} is a '{model_type}' model; bertc works on {supported_text()} encoders. "
                      "Pass one of those")
 
@@ -392,12 +396,9 @@ def family_of(model_or_config) -> Family:
     return family_for_type(config.model_type)
 
 
-def align_tokenizer_(tokenizer, model_or_config) -> None:  # a model, its config or its model_type
+def align_tokenizer_(tokenizer, model) -> None:
     """Make the tokenizer produce only the inputs the model takes: a BERT tokenizer paired with a DistilBERT or
     ModernBERT model would otherwise emit token_type_ids its forward does not accept (saved with the tokenizer,
     so ONNX graphs and every predictor get the same inputs)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    model_type = config if isinstance(config, str) else config.model_type
-    known = next((family for family in FAMILIES if model_type in family.model_types), None)
-    if known and not known.takes_token_types and "token_type_ids" in tokenizer.model_input_names:
+    if not family_of(model).takes_token_types and "token_type_ids" in tokenizer.model_input_names:
         tokenizer.model_input_names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]

@@ -145,10 +145,29 @@ def load_classifier(path: Path, *, device: str = "cpu", attn_implementation: str
         raise BertcError(f"weights in {path} do not match its config.json ({detail(err)}); the directory is "
                          "damaged or was edited, re-create it") from err
     missing = [k for k in missing if not k.endswith("position_ids")]
+    if head := missing_head(model, missing, unexpected):
+        raise no_head_error(str(path), head)
     if missing or unexpected:
         raise BertcError(f"weights in {path} do not match its config.json (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]}); the directory is damaged or was edited, re-create it")
     return model.to(device).eval()
+
+
+def missing_head(model, missing: list[str], unexpected: list[str]) -> list[str]:
+    """The classification-head weights a checkpoint lacks when it is a base encoder (saved with or without the
+    base model's prefix); [] when its weights are a classifier's, or simply do not match."""
+    prefix = model.base_model_prefix + "."
+    head = [key for key in missing if not key.startswith(prefix)]
+    base_missing = {key for key in missing if key.startswith(prefix)}
+    if not head or base_missing != {prefix + key for key in unexpected}:
+        return []
+    return head
+
+
+def no_head_error(source: str, head: list[str]) -> BertcError:
+    return BertcError(f"{source} has no classification head (its weights lack {', '.join(sorted(head)[:2])}): it "
+                      "is a base model, not a fine-tuned classifier. Train a classifier from it with "
+                      f"`bertc finetune --model {source} --train DATA`")
 
 
 def weight_files(path: Path) -> list[Path]:

@@ -41,12 +41,12 @@ def load_model(path: Path | str, *, device: str = "cpu", attn_implementation: st
     """The one loader: a bertc (or plain transformers) classification model directory, safetensors only.
 
     Pruned models (per-layer head counts and FFN sizes recorded in config.json) are rebuilt with their
-    smaller matrices before the weights are loaded, so they come back exactly as they were saved. A directory or
-    Hub id that is no bertc artifact is checked first (bertc.imports.source): a base model without a
-    classification head, or of a family bertc does not know, is refused saying so.
+    smaller matrices before the weights are loaded, so they come back exactly as they were saved. A family bertc
+    does not know and a base model without a classification head are refused saying so; a Hub id is checked and
+    found in the Hub cache first (bertc.imports.source).
     """
     path = Path(path)
-    if not is_artifact(path):
+    if not path.is_dir():  # a Hub id: checked and found in the Hub cache
         path = classifier_source(path).path
     return load_classifier(path, device=device, attn_implementation=attn_implementation,
                            trust_remote_code=trust_remote_code)

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 
 from bertc.errors import BertcError
-from bertc.families import FAMILIES
+from bertc.families import known_family
 
 # The operators the ORT transformer optimizer fuses for BERT, in the order they are reported.
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization",
@@ -71,7 +71,7 @@ def model_type(model: onnx.ModelProto) -> str | None:
 
 def splits_in_layers(model_type_name: str | None) -> bool:
     """Whether graphs of this model_type split in layers by their LayerNorms (unknown types: assumed BERT-like)."""
-    family = next((f for f in FAMILIES if model_type_name in f.model_types), None)
+    family = known_family(model_type_name)
     return family is None or family.post_norm
 
 

@@ -36,7 +36,7 @@ from bertc.export.config import ExportConfig, Optimize
 from bertc.export.openvino import check_openvino_export, export_openvino_
 from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
-from bertc.families import BERT, DISTILBERT, family_of, get_path
+from bertc.families import family_of, get_path
 from bertc.imports.source import classifier_source
 from bertc.inference.onnx import OnnxPredictor, create_session
 from bertc.inference.pytorch import TorchPredictor
@@ -145,8 +145,7 @@ def export_graph(model, tokenizer, config: ExportConfig):
     with tempfile.TemporaryDirectory(prefix="bertc-export-") as work:
         raw = Path(work) / "raw.onnx"
         torch_export(model, tokenizer, inputs, config.opset, raw)
-        proto = (optimize(raw, config.optimize) if family.fuses_attention
-                 else optimize(raw, config.optimize, fuse_attention=False))
+        proto = optimize(raw, config.optimize, fuse_attention=family.fuses_attention)
     graph.name_nodes_(proto)
     graph.set_model_type_(proto, description["model_type"])
     fusion = graph.op_counts(proto)
@@ -222,14 +221,16 @@ def constant_head_reshapes(model):
     Only the families whose attention ONNX Runtime can fuse (BERT's layout and DistilBERT's) are patched; the
     others are traced as transformers runs them."""
     family, patched = family_of(model), []
-    if family in (BERT, DISTILBERT):
+    if family.fuses_attention:
         head_dim = head_size(model)
+        module_path = family.query_path.rsplit(".", 1)[0]
+        # the output projection runs inside the patched module when it belongs to it (DistilBERT), not BERT's
+        out_inside = family.attention_out_path.rsplit(".", 1)[0] == module_path
         for layer in family.layers(model):
             if family.headless(layer):
                 continue
-            module = get_path(layer, family.query_path.rsplit(".", 1)[0])
-            # DistilBERT's attention module holds its output projection; BERT's self-attention does not
-            out = get_path(layer, family.attention_out_path) if family is DISTILBERT else None
+            module = get_path(layer, module_path)
+            out = get_path(layer, family.attention_out_path) if out_inside else None
             projections = [get_path(layer, path) for path in (family.query_path, family.key_path,
                                                               family.value_path)]
             module.forward = functools.partial(constant_heads_attention, *projections, out, head_dim)

@@ -26,6 +26,7 @@ from bertc.modeling import (
     detail,
     load_classifier,
     load_config,
+    no_head_error,
     quiet_transformers,
     resolve_model_source,
     usable_positions,
@@ -126,11 +127,8 @@ def check_head(source: ClassifierSource) -> None:
                 present.update(weights.keys())
         except (SafetensorError, OSError) as err:
             raise damaged(file, err) from err
-    missing = sorted(head - present)
-    if missing:
-        raise BertcError(f"{source.given} has no classification head (its weights lack {', '.join(missing[:2])}): "
-                         "it is a base model, not a fine-tuned classifier. Train a classifier from it with "
-                         f"`bertc finetune --model {source.given} --train DATA`")
+    if missing := sorted(head - present):
+        raise no_head_error(source.given, missing)
 
 
 def import_(src: Path | str, *, max_length: int | None = None, attn_implementation: str | None = None,

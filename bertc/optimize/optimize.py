@@ -207,7 +207,7 @@ class Run:
         config = self.config
         if config.start_from and not is_artifact(config.start_from):  # a transformers classifier: imported first
             self.base_ref = "import"
-            self.baseline = self.build(RecipeStage(name="import", kind="import", config=ImportConfig(),
+            self.baseline = self.build(RecipeStage(name="import", kind="import", config=ImportConfig(config.max_length),
                                                    input=config.start_from), 0.0, must_succeed=True)
         elif config.start_from:
             self.baseline = Path(config.start_from).absolute()

@@ -121,8 +121,8 @@ def test_layer_groups_follow_layer_norms(onnx_artifact):
 def test_verification_catches_a_corrupted_graph(tmp_path, tiny_artifact, monkeypatch):
     original = export_module.optimize
 
-    def corrupted(raw, level):
-        proto = original(raw, level)
+    def corrupted(raw, level, **options):
+        proto = original(raw, level, **options)
         classifier = [n for n in proto.graph.node if n.op_type == "Gemm"][-1]
         weight = next(t for t in proto.graph.initializer if t.name == classifier.input[1])
         values = onnx.numpy_helper.to_array(weight) * 1.5
