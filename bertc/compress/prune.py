@@ -300,7 +300,8 @@ def width_problems(config: PruneConfig, model, heads: list[int], ffn: list[int])
                                         ("--max-positions", config.max_positions),
                                         ("--activation", config.activation)) if value is not None]
     if surgery and not family.width_surgery:
-        problems.append(f"{', '.join(surgery)} work on {', '.join(BERT.model_types)} models, not this "
+        verb = "works" if len(surgery) == 1 else "work"
+        problems.append(f"{', '.join(surgery)} {verb} on {', '.join(BERT.model_types)} models, not this "
                         f"{model.config.model_type} one; --heads, --ffn and --layers prune every family")
         return problems
     if config.hidden is not None:
