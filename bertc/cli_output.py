@@ -13,6 +13,7 @@ from bertc.data.config import Columns
 from bertc.errors import BertcError
 from bertc.formatting import pct
 from bertc.inference.evaluation import evaluate, predict, prediction_texts, task_columns
+from bertc.inference.registry import model_manifest
 from bertc.jsonio import write_json
 
 
@@ -21,11 +22,27 @@ def show_training(path: Path) -> None:
         return
     manifest = read_manifest(path)
     metrics = manifest["metrics"]
+    if "search" in manifest:
+        console.print(search_table(manifest["search"]))
     if "training" in metrics:
         console.print(key_value_table(metrics["training"], "training"))
     if "eval" in metrics:
         print_classification(metrics["eval"], f"evaluation on {manifest['task']['data'].get('eval_source')}")
     console.print(f"wrote {path}", soft_wrap=True)
+
+
+def search_table(search: dict) -> Table:
+    """Every trial of `bertc finetune --search`, the best marked."""
+    table = Table(title=f"search of {search['space']} on {search['train_rows']} training rows")
+    for column in ("trial", "state", "options", "eval acc %", "evaluations", "seconds"):
+        table.add_column(column, justify="right" if column in ("eval acc %", "evaluations", "seconds") else "left")
+    for trial in search["trials"]:
+        mark = " (best)" if trial["trial"] == search["best"]["trial"] else ""
+        options = ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                            for name, value in trial["params"].items())
+        table.add_row(f"{trial['trial']}{mark}", trial["state"], options, pct(trial["eval_accuracy"]),
+                      str(trial["evaluations"]), f"{trial['seconds']:.1f}" if trial["seconds"] is not None else "-")
+    return table
 
 
 def show_import(path: Path) -> None:
@@ -72,7 +89,7 @@ def evaluate_and_show(artifact: Path, data: str, text_column: str | None, text_p
                       json_out: Path | None) -> None:
     if json_out:
         check_writable_file(json_out, "--json")
-    columns = task_columns(read_manifest(artifact), text_column, text_pair_column, label_column)
+    columns = task_columns(model_manifest(artifact)[1], text_column, text_pair_column, label_column)
     report = evaluate(artifact, data, columns=Columns(columns.text, columns.pair, columns.label), split=split,
                       max_samples=max_samples, device=device, batch_size=batch_size)
     dropped = report.get("dropped_rows") or {}
@@ -94,8 +111,7 @@ def predict_and_show(artifact: Path, texts: list[str] | None, pairs: list[str] |
     if data is not None:
         if texts or pairs:
             raise BertcError("give texts (with --pair) or --data PATH, not both")
-        # a directory that is no artifact is refused by predict, once the data has been read
-        task = read_manifest(artifact).get("task", {}) if is_artifact(artifact) else {}
+        task = model_manifest(artifact)[1].get("task", {})
         texts, pairs = prediction_texts(data, task, text_column, text_pair_column)
     elif text_column or text_pair_column:
         raise BertcError("--text-column and --text-pair-column name columns of --data PATH; give --data too")

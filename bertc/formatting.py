@@ -13,6 +13,11 @@ def signed(value: float | None) -> str:
     return "-" if value is None else f"{value + 0.0:+.2f}"
 
 
+def with_interval(value: float, low: float, high: float) -> str:
+    """A difference with its interval: '-0.20 [-1.1, +0.7]'."""
+    return f"{signed(value)} [{low + 0.0:+.1f}, {high + 0.0:+.1f}]"
+
+
 def points(value: float) -> str:
     return f"{value:g} point" + ("" if value == 1 else "s")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -47,17 +49,45 @@ def classification_report(y_true, y_pred, labels: list) -> dict:
     return report
 
 
+def correctness_bits(y_true, y_pred) -> str:
+    """Which rows a model got right, as a string of 0s and 1s: one character a row, one line in JSON."""
+    right = np.asarray(y_true, dtype=np.int64) == np.asarray(y_pred, dtype=np.int64)
+    return (right.astype(np.uint8) + ord("0")).tobytes().decode()
+
+
+def read_correctness(bits: str) -> np.ndarray:
+    """The per-row correctness :func:`correctness_bits` wrote, as booleans."""
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
 def paired_bootstrap(correct_a, correct_b, *, resamples: int = 10_000, seed: int = 0,
                      confidence: float = 0.95) -> dict:
     """Accuracy difference b - a (in points) of two models scored on the same rows, with a paired bootstrap
-    interval: rows are resampled together, so what both models get right or wrong cancels out."""
+    interval: rows are resampled together, so what both models get right or wrong cancels out. Only the rows where
+    they disagree move the difference, so a resample is drawn as counts of b-only and a-only rows (the same
+    distribution as resampling rows, without a resamples x rows array). ``sd_points``: the standard deviation of
+    the per-row difference, in points (see :func:`rows_to_resolve`)."""
     a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError("paired_bootstrap needs two equally long, non-empty lists of per-row correctness")
+    rows, difference = len(a), b - a
+    b_only, a_only = int((difference > 0).sum()), int((difference < 0).sum())
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(a), size=(resamples, len(a)))
-    differences = (b[rows] - a[rows]).mean(axis=1) * 100
+    counts = rng.multinomial(rows, [b_only / rows, a_only / rows, (rows - b_only - a_only) / rows], size=resamples)
+    differences = (counts[:, 0] - counts[:, 1]) / rows * 100
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(differences, [tail, 100 - tail])
-    return {"difference": float((b - a).mean() * 100), "low": float(low), "high": float(high),
-            "confidence": confidence, "rows": len(a)}
+    return {"difference": float(difference.mean() * 100), "low": float(low), "high": float(high),
+            "confidence": confidence, "rows": rows, "sd_points": float(difference.std() * 100)}
+
+
+Z95 = 1.959964  # two-sided 95% quantile of the normal distribution
+
+
+def rows_to_resolve(sd_points: float, budget_points: float) -> int | None:
+    """Rows a paired comparison needs for its 95% interval to be at most ``budget_points`` either side: the
+    half-width is about Z95 * sd / sqrt(rows), with ``sd_points`` the standard deviation of the per-row
+    difference (in points; it grows with how often the two models disagree). None for a zero budget."""
+    if budget_points <= 0:
+        return None
+    return max(1, math.ceil((Z95 * sd_points / budget_points) ** 2))

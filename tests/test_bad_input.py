@@ -1,6 +1,6 @@
 """Every command × every class of bad input: exit code 2, one line on stderr, nothing changed, nothing left behind.
 
-The table has 256 rows in 128 cells: the 12 commands (finetune, import, prune, distill, export, quantize, evaluate,
+The table has 262 rows in 128 cells: the 12 commands (finetune, import, prune, distill, export, quantize, evaluate,
 predict, bench, report, optimize, run) × the 11 classes of bad input (missing, unreadable, empty, corrupted, wrong
 columns, non-finite numbers, out-of-range options, unknown choices, unwritable output, existing output,
 incompatible artifacts), less the four cells that cannot apply (report and import have no columns and no
@@ -63,9 +63,12 @@ ROWS = [
     ("finetune", "range", F + " --max-steps 0", None, "--max-steps must be at least 1"),
     ("finetune", "range", F + " --batch-size 0", None, "--batch-size must be positive"),
     ("finetune", "range", F + " --max-length 100000", None, "--max-length"),
+    ("finetune", "range", F + " --search lr=2e-4:2e-5", None, "--search lr=2e-4:2e-5: the range is empty"),
+    ("finetune", "range", F + " --search lr=2e-5:2e-4 --trials 0", None, "--trials must be at least 1"),
     ("finetune", "choice", F + " --optimizer lion", None, "--optimizer 'lion'"),
     ("finetune", "choice", F + " --schedule foo", None, "--schedule 'foo'"),
     ("finetune", "choice", F + " --device tpu", None, "--device 'tpu'"),
+    ("finetune", "choice", F + " --search dropout=0.1:0.3", None, "unknown parameter 'dropout'"),
     ("finetune", "unwritable", F + " --out {W}/afile/out", None, "which is a file"),
     ("finetune", "unwritable", F + " --out {W}/ro/out", None, "cannot write"),
     ("finetune", "existing", F + " --out {W}/existing", None, "already exists"),
@@ -104,6 +107,8 @@ ROWS = [
     ("distill", "unreadable", D + " --train {W}/data", NO_READ, "Permission denied"),
     ("distill", "empty", D.replace("{W}/pt", "{W}/emptydir"), None, "not a bertc artifact"),
     ("distill", "empty", D + " --train {W}/header.tsv", None, "no usable rows"),
+    ("distill", "empty", D + " --unlabeled {W}/empty.tsv", None, "has no texts"),
+    ("distill", "range", D + " --augment-copies -1", None, "--augment-copies must be >= 0"),
     ("distill", "corrupted", D.replace("{W}/pt", "{W}/garbage-art"), None, "not valid JSON"),
     ("distill", "corrupted", D.replace("{W}/pt", "{W}/trunc-st"), None, "damaged"),
     ("distill", "corrupted", D + " --train {W}/garbage.tsv", None, "could not read"),
@@ -119,6 +124,8 @@ ROWS = [
     ("distill", "existing", D + " --out {W}/existing", None, "already exists"),
     ("distill", "incompatible", D.replace("{W}/pt", "{W}/onnx"), None, "not a PyTorch one"),
     ("distill", "incompatible", D + " --train {W}/otherlabels.tsv", None, "does not know"),
+    ("distill", "incompatible", D.replace("--student-layers 1", "--student {W}/pt-other"), None,
+     "the teacher predicts labels"),
     ("export", "missing", "export {W}/missing --out {W}/out", None, "not a bertc artifact"),
     ("export", "missing", E + " --data {W}/missing.tsv", None, "does not exist"),
     ("export", "unreadable", E, "pt/bertc.json", "Permission denied"),

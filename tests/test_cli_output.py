@@ -124,6 +124,7 @@ def test_predict_reads_texts_and_pairs_from_a_data_file(tmp_path, monkeypatch, p
     seen = []
     monkeypatch.setattr(cli_output, "predict",
                         lambda path, texts, pairs, **kw: seen.append((texts, pairs)) or fake_predictions(len(texts)))
+    monkeypatch.setattr(cli_output, "model_manifest", lambda path: (path, {"task": {}}))  # no recorded columns
     data = tmp_path / "pairs.tsv"
     data.write_text("question\tsentence\nwho?\tme\nwhy?\tbecause\n")
     cli_output.predict_and_show(tmp_path, None, None, str(data), "question", "sentence", "cpu", 8, None)

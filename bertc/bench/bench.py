@@ -31,7 +31,7 @@ from bertc.bench.latency import (
 )
 from bertc.bench.machine import choose_threads, cores_used_by_others, cpu_counters, other_load
 from bertc.bench.memory import peak_memory
-from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION, check_results_output, speedup
+from bertc.bench.results import RESULTS_FORMAT, RESULTS_VERSION, accuracy_delta, check_results_output, speedup
 from bertc.bench.standard import standard_recipe_variants, unpruned_parent
 from bertc.bench.variants import KINDS, describe_variants
 from bertc.console import console
@@ -127,8 +127,9 @@ def measure_all(variants: list[dict], dataset, settings: list[Setting], config: 
                     predictor = load_predictor(path, device=config.device)
                     backend = open_backend(path, manifest, config.device, threads, predictor)
                 if config.accuracy:
-                    report = score_dataset(predictor, dataset)
-                    v.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], samples=report["samples"])
+                    report = score_dataset(predictor, dataset, per_row=True)
+                    v.update(accuracy=report["accuracy"], macro_f1=report["macro_f1"], samples=report["samples"],
+                             correct=report["correct"])  # per row: accuracy differences get paired intervals
                 tokenizers[v["name"]] = getattr(predictor, "tokenizer", None) or load_tokenizer(path)
                 backends[v["name"]] = backend
                 del predictor
@@ -220,6 +221,8 @@ def compare(variant: dict, base: dict) -> dict:
     if variant.get("accuracy") is not None and base.get("accuracy") is not None:
         out["accuracy_delta_points"] = 100 * (variant["accuracy"] - base["accuracy"])
         out["macro_f1_delta_points"] = 100 * (variant["macro_f1"] - base["macro_f1"])
+        if (delta := accuracy_delta(variant, base)) is not None:  # its paired bootstrap 95% interval
+            out["accuracy_delta_low_points"], out["accuracy_delta_high_points"] = delta["low"], delta["high"]
     if variant.get("memory") and base.get("memory"):
         out["model_memory_ratio"] = ratio(base["memory"]["model_rss_bytes"], variant["memory"]["model_rss_bytes"])
     return out

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bertc.artifact import read_manifest
 from bertc.bench.latency import open_backend
 from bertc.errors import BertcError
+from bertc.inference.registry import model_manifest
 
 
 def peak_memory(path: Path, device: str, threads: int, batch: dict[str, np.ndarray], runs: int = 3,
@@ -63,7 +63,7 @@ def status_bytes(field: str) -> int:
 def child(request: dict) -> dict:
     """Runs in the child: load one variant, run the batch, report memory (see the module docstring)."""
     path, device = Path(request["path"]), request["device"]
-    manifest = read_manifest(path)
+    path, manifest = model_manifest(path)
     kind = manifest["model"].get("kind", "pytorch")
     import_runtime(path, kind, device)
     batch = dict(np.load(request["batch"]))

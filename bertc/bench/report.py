@@ -18,7 +18,15 @@ from rich.table import Table
 
 from bertc.artifact import check_output, staging_dir
 from bertc.bench.figures import figures
-from bertc.bench.results import read_results, reference_setting, row_at, setting_label
+from bertc.bench.results import (
+    accuracy_delta,
+    delta_text,
+    read_results,
+    reference_setting,
+    resolution_text,
+    row_at,
+    setting_label,
+)
 from bertc.errors import BertcError
 from bertc.formatting import megabytes, pct, signed
 from bertc.formatting import points as points_text
@@ -95,15 +103,17 @@ def recommend(results: dict, max_accuracy_drop: float, latency_budget_ms: float 
     fastest = p50[best["name"]] if best else p50[base["name"]]
     over = [v for v in variants if not within_budget(results, v, max_accuracy_drop) and p50[v["name"]] < fastest]
     over_text = (" Faster but over the budget: " + ", ".join(
-        f"{v['name']} ({num(p50[v['name']])} ms, {signed(-drop(v))} points)" for v in over) + ".") if over else ""
+        f"{v['name']} ({num(p50[v['name']])} ms, {delta_text(accuracy_delta(v, base), -drop(v))} points)"
+        for v in over) + ".") if over else ""
     if best is None:
         text = (f"No variant beats the baseline {base['name']} ({num(p50[base['name']])} ms p50 at {where})"
                 + (f" within {budget}." if measured else ".") + note + over_text)
         return {"choice": None, "setting": setting, "text": text}
     row = row_at(best, setting)
     if measured:
-        accuracy = (f"Its accuracy is {100 * best['accuracy']:.2f}% ({signed(-drop(best))} points against the "
-                    f"baseline, within {budget}).")
+        difference = delta_text(accuracy_delta(best, base), -drop(best))
+        accuracy = (f"Its accuracy is {100 * best['accuracy']:.2f}% ({difference} points against the baseline, "
+                    f"within {budget}).")
     else:
         accuracy = "Accuracy was not measured (--no-accuracy), so the budget was not checked."
     text = (f"Ship {best['name']}: at {where}, it takes {num(p50[best['name']])} ms (p50) against "
@@ -130,7 +140,8 @@ def standard_recipe_text(results: dict, best: dict, setting: dict, p50: dict) ->
     ratio = p50[fastest["name"]] / p50[best["name"]]
     accuracy = ""
     if best.get("accuracy") is not None and fastest.get("accuracy") is not None:
-        accuracy = f", {signed(100 * (best['accuracy'] - fastest['accuracy']))} points of accuracy"
+        difference = 100 * (best["accuracy"] - fastest["accuracy"])
+        accuracy = f", {delta_text(accuracy_delta(best, fastest), difference)} points of accuracy"
     return (f" Against the standard recipe's fastest, {fastest['name']} ({num(p50[fastest['name']])} ms), it is "
             f"{ratio:.2f}x {'faster' if ratio >= 1 else 'as fast'}{accuracy}.")
 
@@ -168,19 +179,36 @@ def summary_table(results: dict) -> tuple[list[str], list[list[str]]]:
     """Every variant at the reference setting: speed, accuracy, size, memory."""
     setting = reference_setting(results)
     headers = ["variant", "backend", "p50 ms (round range)", "p90 ms", "p99 ms", "samples/s", "speedup vs baseline",
-               "accuracy %", "delta points", "macro-F1 %", "size MB", "parameters", "peak RSS MB", "model RSS MB"]
+               "accuracy %", "Δ points (95% CI)", "macro-F1 %", "size MB", "parameters", "peak RSS MB", "model RSS MB"]
     rows = []
     for v in results["variants"]:
         row, memory = row_at(v, setting), v.get("memory") or {}
-        delta = v.get("vs_baseline", {}).get("accuracy_delta_points")
         rows.append([v["name"] + (" (baseline)" if v["name"] == results["baseline"] else ""),
                      v["backend"] + (f" {v['variant']}" if v.get("variant") else ""),
                      ms(row), num(row["p90_ms"]), num(row["p99_ms"]), num(row["throughput"]),
-                     ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")), signed(delta),
+                     ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")), delta_cell(results, v),
                      pct(v.get("macro_f1")), megabytes(v.get("size_bytes")),
                      f"{v['num_parameters']:,}" if v.get("num_parameters") else "-",
                      megabytes(memory.get("peak_rss_bytes")), megabytes(memory.get("model_rss_bytes"))])
     return headers, rows
+
+
+def delta_cell(results: dict, variant: dict) -> str:
+    """The variant's accuracy against the baseline's, in points, with its 95% interval (the baseline: +0.00)."""
+    points = variant.get("vs_baseline", {}).get("accuracy_delta_points")
+    if variant["name"] == results["baseline"]:
+        return signed(points)
+    base = next(v for v in results["variants"] if v["name"] == results["baseline"])
+    return delta_text(accuracy_delta(variant, base), points)
+
+
+def resolution_note(results: dict, max_accuracy_drop: float, latency_budget_ms: float | None = None) -> str | None:
+    """Whether the bench data resolve the accuracy budget, for the variant recommended (else every variant)."""
+    base = next(v for v in results["variants"] if v["name"] == results["baseline"])
+    best, _ = pick(results, max_accuracy_drop, latency_budget_ms)
+    compared = [best] if best is not None else [v for v in results["variants"] if v is not base]
+    text = resolution_text([accuracy_delta(v, base) for v in compared], max_accuracy_drop, "the bench data")
+    return None if text is None else f"{text[0].upper()}{text[1:]}."
 
 
 def latency_table(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -225,7 +253,9 @@ def section(results: dict, source: str, max_accuracy_drop: float, number: int,
     env = results["environment"]
     hardware = env["gpu"]["name"] if env.get("device") == "cuda" and env.get("gpu") else env.get("cpu", "?")
     return {"title": f"{source}: {env.get('device', 'cpu')}, {hardware}",
-            "recommendation": recommend(results, max_accuracy_drop, latency_budget_ms)["text"], "notes": notes(results),
+            "recommendation": recommend(results, max_accuracy_drop, latency_budget_ms)["text"],
+            "notes": notes(results) + [note for note in [resolution_note(results, max_accuracy_drop,
+                                                                         latency_budget_ms)] if note],
             "reference": setting_label(reference_setting(results)),
             "summary": summary_table(results), "latency": latency_table(results),
             "lineage": {v["name"]: lineage_lines(v) for v in results["variants"]},
@@ -252,7 +282,9 @@ def notes(results: dict) -> list[str]:
 
 HOW_MEASURED = ("Latency is the time of one model call on an already tokenised batch; ranges are the spread of "
                 "per-round medians of interleaved rounds. A speedup is the median of the per-round ratios to the "
-                "baseline, and its range the spread of those same ratios.")
+                "baseline, and its range the spread of those same ratios. An accuracy difference is followed by its "
+                "paired bootstrap 95% interval in brackets (rows resampled together, from each model's per-row "
+                "correctness).")
 
 def to_markdown(sections: list[dict], max_accuracy_drop: float) -> str:
     def table(headers, rows):
@@ -310,7 +342,7 @@ def to_html(sections: list[dict], max_accuracy_drop: float) -> str:
 def console_tables(results: dict) -> list:
     """Compact tables for the terminal (what `bertc bench` prints at the end); the report has every column."""
     setting = reference_setting(results)
-    summary = Table("variant", "backend", "p50 ms", "p99 ms", "samples/s", "speedup", "acc %", "delta", "MB",
+    summary = Table("variant", "backend", "p50 ms", "p99 ms", "samples/s", "speedup", "acc %", "Δ (95% CI)", "MB",
                     "RSS MB", title=f"variants at {setting_label(setting)} (ranges: per-round "
                     "medians; speedup: median of per-round ratios)")
     for v in results["variants"]:
@@ -318,7 +350,7 @@ def console_tables(results: dict) -> list:
         summary.add_row(v["name"], v["backend"] + (f" {v['variant']}" if v.get("variant") else ""), ms(row),
                         num(row["p99_ms"]), num(row["throughput"]),
                         ratio_text(row, v["name"] == results["baseline"]), pct(v.get("accuracy")),
-                        signed(v.get("vs_baseline", {}).get("accuracy_delta_points")), megabytes(v.get("size_bytes")),
+                        delta_cell(results, v), megabytes(v.get("size_bytes")),
                         megabytes((v.get("memory") or {}).get("model_rss_bytes")))
     settings = Table("variant", "setting", "p50 ms", "p99 ms", "samples/s", "speedup", title="every setting")
     for s in results["settings"]:

@@ -4,16 +4,23 @@ it, how it is read back (complete, or refused in one line) and looked up (the re
 Version 2 states every speedup as the median of the per-round ratios, with the range of those same ratios.
 Version 1 stated the ratio of the overall medians beside the range of the per-round ratios, so a figure could
 lie outside its own range; its speedups are recomputed from the per-round medians when it is read.
+
+Each variant's ``correct`` records which rows it got right (a string of 0s and 1s), so an accuracy difference is
+stated with its paired bootstrap 95% interval (:func:`accuracy_delta`); results without it state the difference
+alone.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
 from bertc.artifact import check_writable
 from bertc.errors import BertcError
+from bertc.formatting import signed, with_interval
+from bertc.metrics import Z95, paired_bootstrap, read_correctness, rows_to_resolve
 
 RESULTS_FORMAT = "bertc-bench-results"
 RESULTS_VERSION = 2
@@ -27,7 +34,7 @@ ROW_NUMBERS = ("runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "t
                "tokens_per_row_mean")
 SPEEDUP_KEYS = ("speedup", "speedup_min", "speedup_max")  # None where a round took no time
 OPTIONAL_FIELDS = {"accuracy": "number", "macro_f1": "number", "size_bytes": "number", "num_parameters": "number",
-                   "memory": "record", "vs_baseline": "record"}  # absent or null where not measured
+                   "memory": "record", "vs_baseline": "record", "correct": "bits"}  # absent or null where not measured
 SHOWN_PROBLEMS = 3
 
 
@@ -113,6 +120,47 @@ def row_at(variant: dict, setting: dict) -> dict:
                      "the file was edited or is damaged, re-run `bertc bench`")
 
 
+# ---------------------------------------------------------------------------------------------- accuracy
+
+def accuracy_delta(variant: dict, baseline: dict) -> dict | None:
+    """``variant``'s accuracy minus ``baseline``'s, in points, on the same rows, with its paired bootstrap 95%
+    interval (:func:`bertc.metrics.paired_bootstrap`), from the per-row correctness (``correct``) of both. None
+    when either lacks it (results of an older bench, or --no-accuracy) or they were scored on different rows."""
+    a, b = baseline.get("correct"), variant.get("correct")
+    if not (is_bits(a) and is_bits(b) and a and len(a) == len(b)):
+        return None
+    return paired_bootstrap(read_correctness(a), read_correctness(b))
+
+
+def delta_text(delta: dict | None, points: float | None = None) -> str:
+    """'-0.20 [-1.1, +0.7]': a difference with its 95% interval; without one, ``points`` alone ('-' if unknown)."""
+    return signed(points) if delta is None else with_interval(delta["difference"], delta["low"], delta["high"])
+
+
+def resolution(delta: dict | None, budget: float) -> dict | None:
+    """Whether the rows compared resolve a ``budget``-point accuracy budget: None when they do (the 95% interval
+    reaches at most ``budget`` either side) or nothing is known; otherwise the interval's half-width and about how
+    many rows would, at the disagreement rate observed."""
+    if delta is None or budget <= 0:
+        return None
+    half_width = Z95 * delta["sd_points"] / math.sqrt(delta["rows"])
+    if half_width <= budget:
+        return None
+    needed = rows_to_resolve(delta["sd_points"], budget)
+    scale = 10 ** max(0, len(str(needed)) - 2)  # two significant digits, rounded up
+    return {"rows": delta["rows"], "half_width": half_width, "rows_needed": -(-needed // scale) * scale}
+
+
+def resolution_text(deltas: list[dict | None], budget: float, data: str) -> str | None:
+    """One line when ``data`` (the rows compared) cannot resolve the budget for the least resolved of ``deltas``."""
+    found = [r for r in (resolution(delta, budget) for delta in deltas) if r is not None]
+    if not found:
+        return None
+    worst = max(found, key=lambda r: r["half_width"])
+    return (f"{data} ({worst['rows']:,} rows) cannot resolve a {budget:g}-point budget: the 95% interval is "
+            f"±{worst['half_width']:.2f} points; about {worst['rows_needed']:,} rows would")
+
+
 # ---------------------------------------------------------------------------------------------- completeness
 
 def is_number(value) -> bool:
@@ -121,6 +169,13 @@ def is_number(value) -> bool:
 
 def is_record(value) -> bool:
     return isinstance(value, dict)
+
+
+def is_bits(value) -> bool:
+    return isinstance(value, str) and set(value) <= {"0", "1"}
+
+
+KINDS = {"number": (is_number, "number"), "record": (is_record, "record"), "bits": (is_bits, "string of 0s and 1s")}
 
 
 def is_setting(batch_size, seq_len) -> bool:
@@ -161,8 +216,8 @@ def variant_problems(variant, number: int, settings: list[dict]) -> list[str]:
     who = f"variant '{variant['name']}'" if isinstance(variant.get("name"), str) else f"variant {number}"
     problems = [f"{who} has no '{key}'" for key, kind in VARIANT_FIELDS.items() if not isinstance(variant.get(key),
                                                                                                    kind)]
-    problems += [f"{who} has a '{key}' that is not a {kind}" for key, kind in OPTIONAL_FIELDS.items()
-                 if variant.get(key) is not None and not (is_number if kind == "number" else is_record)(variant[key])]
+    problems += [f"{who} has a '{key}' that is not a {KINDS[kind][1]}" for key, kind in OPTIONAL_FIELDS.items()
+                 if variant.get(key) is not None and not KINDS[kind][0](variant[key])]
     rows = variant.get("latency") if isinstance(variant.get("latency"), list) else []
     lineage = variant.get("lineage") if isinstance(variant.get("lineage"), list) else []
     if not all(is_record(step) for step in lineage):

@@ -8,6 +8,7 @@ import numpy as np
 
 from bertc.artifact import is_artifact, read_manifest
 from bertc.errors import BertcError
+from bertc.inference.registry import model_manifest
 
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".data", ".onnx_data", ".pt", ".bin", ".xml")  # .xml: OpenVINO's graph
 KINDS = ("pytorch", "pytorch-quantized", "onnx", "openvino")
@@ -16,7 +17,7 @@ BACKENDS = {"onnx": "onnxruntime", "openvino": "openvino"}  # every other kind r
 
 def describe_variants(artifacts, baseline: str | None) -> list[dict]:
     """One record per artifact (baseline first), read from its manifest; fails on anything not bertc's."""
-    paths = [Path(a).absolute() for a in artifacts]
+    paths = [Path(a).absolute() if Path(a).exists() else Path(a) for a in artifacts]  # else a Hub id
     if baseline is not None:
         base = Path(baseline).absolute()
         paths = [base] + [p for p in paths if p.resolve() != base.resolve()]
@@ -36,7 +37,7 @@ def describe_variants(artifacts, baseline: str | None) -> list[dict]:
 
 
 def describe_variant(path: Path, standard_recipe: bool = False) -> dict:
-    manifest = read_manifest(path)
+    path, manifest = model_manifest(path)
     model = manifest.get("model", {})
     kind = model.get("kind", "pytorch")
     return {
@@ -74,7 +75,22 @@ def step_summary(manifest: dict) -> str:
     accuracy = manifest.get("metrics", {}).get("eval", {}).get("accuracy")
     if accuracy is not None:
         parts.append(f"eval accuracy {100 * accuracy:.2f}%")
+    if manifest.get("search"):
+        parts.append(search_summary(manifest["search"]))
     return "; ".join(parts)
+
+
+def search_summary(search: dict) -> str:
+    """A `finetune --search` in one phrase: its trials, how many were pruned, and the options it kept."""
+    trials = search.get("trials", [])
+    pruned = sum(1 for t in trials if t.get("state") == "pruned")
+    best = search.get("best", {})
+    options = ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                        for name, value in best.get("params", {}).items())
+    score = best.get(search.get("objective", ""))
+    scored = f", {100 * score:.2f}% eval accuracy" if isinstance(score, float) else ""
+    return (f"searched {search.get('space')} in {len(trials)} trials on {search.get('train_rows')} rows "
+            f"({pruned} pruned): kept {options}{scored}")
 
 
 def shape_summary(heads: list[int], ffn: list[int]) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bertc.checks import below_minimum, check_config
-from bertc.data.config import DataConfig
+from bertc.data.config import DataConfig, TransferConfig
 from bertc.errors import BertcError
 from bertc.training.config import TrainConfig
 
@@ -176,9 +176,11 @@ class DistillConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: DistillLoss = field(default_factory=DistillLoss)
-    student: str | None = None  # an existing artifact to train as the student (e.g. a pruned one)
+    student: str | None = None  # the student: an artifact or classifier with the teacher's labels, or a pretrained
+    # encoder given a fresh head (minilm, a model directory, a Hub id); its tokenizer and width may differ
     student_layers: int | None = None  # make the student from the teacher with K evenly spaced layers
     layer_map: tuple[int, ...] | None = None  # the teacher layer of each student layer (0-based)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def __post_init__(self):
         check_config(self)
@@ -189,8 +191,8 @@ class DistillConfig:
             problems.append("--student-layers K makes a student from the teacher; with --student give the layer "
                             "mapping as --student-layers 0,2,5 instead")
         if self.student is None and self.student_layers is None and self.layer_map is None:
-            problems.append("no student: pass --student DIR (an artifact) or --student-layers K to make one from "
-                            "the teacher")
+            problems.append("no student: pass --student (an artifact, a classifier, or a pretrained encoder such as "
+                            "minilm) or --student-layers K to make one from the teacher")
         if self.layer_map is not None:
             if not self.layer_map or any(i < 0 for i in self.layer_map):
                 problems.append(f"the layer mapping must list 0-based teacher layers, got {list(self.layer_map)}")

@@ -1,12 +1,22 @@
 """Distillation in memory: the loss, the hooks that read a model's internals, and the Trainer that applies them.
 
 The loss is soft-label KL with a temperature plus hard-label cross-entropy; TinyBERT-style intermediate losses
-compare hidden states and attention maps of mapped layers. Both work when the student has fewer layers, fewer
-heads or a smaller FFN than the teacher: hidden states are compared per token (the hidden size must match) and
-attention maps after averaging over heads, so head counts need not agree. Training is bertc's one loop,
-:func:`bertc.training.trainer.train_model`, with a Trainer subclass that swaps the loss. `bertc distill`
-(``bertc.compress.distill``) and recovery after pruning (``bertc.compress.prune``) both train through
-:func:`distill_`.
+compare hidden states and attention maps of mapped layers. The student may differ from the teacher in depth, heads,
+FFN size, hidden size, family and tokenizer:
+
+- soft labels are the teacher's logits, computed once over the transfer set from the teacher's own tokens and
+  cached in the work directory (``bertc.compress.transfer_set``); with only soft and hard labels on, the teacher
+  does not run during training at all;
+- hidden states are compared per token; when the widths differ, through a learned linear projection of the
+  student's states to the teacher's width, trained with the student and dropped afterwards (a student whose width
+  was pruned from the teacher instead compares each channel with the one it came from: ``teacher_channels``);
+- attention maps are compared after averaging over heads, so head counts need not agree;
+- hidden-state and attention-map losses need both models to read the same tokens: with different tokenizers they
+  are off, and the run says so in one line.
+
+Training is bertc's one loop, :func:`bertc.training.trainer.train_model`, with a Trainer subclass that swaps the
+loss and trains on the transfer set. `bertc distill` (``bertc.compress.distill``) and recovery after pruning
+(``bertc.compress.prune``) both train through :func:`distill_`.
 """
 
 from __future__ import annotations
@@ -18,9 +28,21 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from bertc.compress.config import DistillLoss
+from bertc.compress.transfer_set import (
+    IGNORED_LABEL,
+    LOGITS_FILE,
+    ROW_COLUMN,
+    TransferSet,
+    build_transfer_set,
+    cached_teacher_logits,
+    teacher_inputs_for,
+    transfer_rows,
+)
+from bertc.data.load import TextDataset
 from bertc.data.prepare import PreparedData
 from bertc.errors import BertcError
 from bertc.modeling import check_max_length, encoder_layers, family_of, head_size
@@ -28,22 +50,49 @@ from bertc.training.config import TrainConfig
 from bertc.training.trainer import BertcTrainer, TrainResult, train_model
 
 log = logging.getLogger("bertc.compress")
+PROJECTION = "bertc_hidden_projection"  # the student's submodule holding the projection while it trains
 
 
 def distill_(student, teacher, tokenizer, data: PreparedData, label2id: dict, train_config: TrainConfig,
              loss: DistillLoss, *, layer_map: list[int], work_dir: Path, resume: bool = False,
-             description: str = "distilling", teacher_channels: list[int] | None = None) -> TrainResult:
+             description: str = "distilling", teacher_channels: list[int] | None = None,
+             teacher_tokenizer=None, extra: TextDataset | list[str] | None = None) -> TrainResult:
     """Train ``student`` in place on ``data`` to match ``teacher`` (student layer i to teacher layer
     ``layer_map[i]`` for the intermediate losses); checkpoints go to ``work_dir`` so a killed run can resume.
 
-    ``teacher_channels``: for a student whose hidden width was pruned from the teacher, the teacher's hidden
-    channel each student channel came from, so hidden states compare channel to channel."""
+    ``tokenizer`` is the student's; ``teacher_tokenizer`` the teacher's when it is another one (None: the same).
+    ``extra``: rows added to the transfer set after ``data.train``: unlabelled texts, or a dataset whose labels may
+    be None (such rows are learned from the teacher's soft labels only). ``teacher_channels``: for a student whose
+    hidden width was pruned from the teacher, the teacher's hidden channel each student channel came from, so hidden
+    states compare channel to channel; a student of another width otherwise learns a projection to the teacher's
+    (not kept in the model)."""
     check_max_length(teacher, train_config.max_length, "the teacher")
+    transfer = build_transfer_set(transfer_rows(data.train, extra), tokenizer, teacher_tokenizer, label2id,
+                                  train_config.max_length)
     loss = without_unusable_attention_loss(loss, student, teacher)
-    return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
-                       trainer_class=DistillTrainer, description=description,
-                       trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map),
-                                       "teacher_channels": teacher_channels})
+    loss = without_token_losses_across_tokenizers(loss, transfer)
+    projection = None
+    width, teacher_width = student.config.hidden_size, teacher.config.hidden_size
+    if loss.hidden_weight and teacher_channels is None and width != teacher_width:
+        projection = attach_hidden_projection_(student, width, teacher_width)
+    try:
+        return train_model(student, tokenizer, data, label2id, train_config, work_dir, resume=resume,
+                           trainer_class=DistillTrainer, description=description,
+                           trainer_kwargs={"teacher": teacher, "loss_config": loss, "layer_map": list(layer_map),
+                                           "transfer": transfer, "cache_file": work_dir / LOGITS_FILE,
+                                           "teacher_channels": teacher_channels, "hidden_projection": projection})
+    finally:
+        if projection is not None:  # trained with the student, but no part of the model it saves
+            delattr(student, PROJECTION)
+
+
+def attach_hidden_projection_(student, width: int, teacher_width: int) -> nn.Linear:
+    """A learned map of the student's hidden states to the teacher's width (TinyBERT's W_h, one for all layers),
+    held by the student while it trains so that the optimizer, checkpoints and --resume include it."""
+    projection = nn.Linear(width, teacher_width)
+    projection.to(next(student.parameters()).device)
+    student.add_module(PROJECTION, projection)
+    return projection
 
 
 def without_unusable_attention_loss(loss: DistillLoss, student, teacher) -> DistillLoss:
@@ -63,35 +112,71 @@ def without_unusable_attention_loss(loss: DistillLoss, student, teacher) -> Dist
     return dataclasses.replace(loss, attention_weight=0.0)
 
 
-class DistillTrainer(BertcTrainer):
-    """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy."""
+def without_token_losses_across_tokenizers(loss: DistillLoss, transfer: TransferSet) -> DistillLoss:
+    """The loss with its hidden-state and attention-map terms off, and a one-line warning, when the teacher and
+    the student read the texts as different tokens: those terms compare the two models token by token."""
+    if not loss.intermediate or transfer.tokens_align:
+        return loss
+    flags = " and ".join(flag for flag, weight in (("--hidden-weight", loss.hidden_weight),
+                                                   ("--attention-weight", loss.attention_weight)) if weight)
+    reason = "the teacher and the student tokenize the texts differently, so their tokens do not align"
+    if not (loss.soft_weight or loss.hard_weight):
+        raise BertcError(f"{flags} compare the models token by token, but {reason}; add --soft-weight or "
+                         "--hard-weight")
+    log.warning("WARNING: %s %s off: %s; distilling with the soft and hard labels", flags,
+                "are" if " and " in flags else "is", reason)
+    return dataclasses.replace(loss, hidden_weight=0.0, attention_weight=0.0)
 
-    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int],
-                 teacher_channels: list[int] | None = None, **kwargs):
+
+class DistillTrainer(BertcTrainer):
+    """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy.
+
+    It trains on the transfer set (``transfer``: the labelled rows and any extra ones, each example carrying its row
+    in the teacher's logits), which replaces the training set ``train_model`` encoded. The teacher's logits are
+    read from ``cache_file`` or computed once before training; the teacher runs during training only for the
+    intermediate losses, which need its layers' outputs."""
+
+    def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], transfer: TransferSet,
+                 cache_file: Path, teacher_channels: list[int] | None = None,
+                 hidden_projection: nn.Module | None = None, **kwargs):
+        kwargs["train_dataset"] = transfer.dataset()
         super().__init__(*args, **kwargs)
-        self.teacher_channels = (torch.tensor(teacher_channels, device=self.args.device)
+        device = self.args.device
+        self.teacher_logits = cached_teacher_logits(teacher, transfer, cache_file,
+                                                    self.args.per_device_eval_batch_size, device).to(device)
+        self.teacher_channels = (torch.tensor(teacher_channels, device=device)
                                  if teacher_channels is not None else None)
-        self.teacher = teacher.to(self.args.device).eval()  # runs under no_grad; its parameters are left as given
+        self.hidden_projection = hidden_projection
         self.loss_config = loss_config
         self.pairs = list(enumerate(layer_map))  # (student layer, teacher layer)
         hidden, attention = loss_config.hidden_weight > 0, loss_config.attention_weight > 0
+        # runs under no_grad, only for its internals; its parameters are left as given
+        self.teacher = teacher.to(device).eval() if loss_config.intermediate else None
         self.student_taps = LayerTaps(self.model, hidden, attention) if loss_config.intermediate else None
         self.teacher_taps = LayerTaps(self.teacher, hidden, attention) if loss_config.intermediate else None
         self.loss_sums: dict[str, float] = defaultdict(float)
         self.loss_batches = 0
 
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if ROW_COLUMN not in self._signature_columns:  # kept in the batches: it finds each example's soft label
+            self._signature_columns.append(ROW_COLUMN)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
-        features = {k: v for k, v in inputs.items() if k != "labels"}
+        features = {k: v for k, v in inputs.items() if k not in ("labels", ROW_COLUMN)}
         outputs = model(**features)
-        with torch.no_grad():
-            teacher_logits = self.teacher(**features).logits
+        teacher_logits = self.teacher_logits[inputs[ROW_COLUMN].to(self.teacher_logits.device)]
+        if self.teacher is not None:  # fills the teacher's taps; its logits are the cached ones
+            with torch.no_grad():
+                self.teacher(**teacher_inputs_for(self.teacher, features))
         loss, parts = distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.loss_config,
                                         attention_mask=features.get("attention_mask"), pairs=self.pairs,
                                         student_taps=self.student_taps, teacher_taps=self.teacher_taps,
-                                        teacher_channels=self.teacher_channels)
+                                        teacher_channels=self.teacher_channels,
+                                        hidden_projection=self.hidden_projection)
         for name, value in parts.items():
             self.loss_sums[name] += value.item()
         self.loss_batches += 1
@@ -173,8 +258,11 @@ def head_averaged_attention(query: torch.Tensor, key: torch.Tensor, head_dim: in
 
 def distillation_loss(student_logits, teacher_logits, labels, config: DistillLoss, *, attention_mask=None,
                       pairs=(), student_taps: LayerTaps | None = None, teacher_taps: LayerTaps | None = None,
-                      teacher_channels: torch.Tensor | None = None):
-    """The weighted distillation loss and its parts (soft, hard, hidden, attention), each a batch mean."""
+                      teacher_channels: torch.Tensor | None = None, hidden_projection: nn.Module | None = None):
+    """The weighted distillation loss and its parts (soft, hard, hidden, attention), each a batch mean.
+
+    Labels of ``IGNORED_LABEL`` (rows without one) count for the soft loss only; ``hidden_projection`` maps the
+    student's hidden states to the teacher's width."""
     student_logits, teacher_logits = student_logits.float(), teacher_logits.float()
     t = config.temperature
     parts = {}
@@ -182,15 +270,20 @@ def distillation_loss(student_logits, teacher_logits, labels, config: DistillLos
         parts["soft"] = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
                                  log_target=True, reduction="batchmean") * t * t
     if config.hard_weight:
-        parts["hard"] = F.cross_entropy(student_logits, labels)
+        # the mean over labelled rows; 0 for a batch without any (a plain mean would be 0/0)
+        summed = F.cross_entropy(student_logits, labels, ignore_index=IGNORED_LABEL, reduction="sum")
+        parts["hard"] = summed / (labels != IGNORED_LABEL).sum().clamp_min(1)
     if config.intermediate:
         mask = attention_mask.bool() if attention_mask is not None else student_taps.full_mask()
         if config.hidden_weight:
             teacher_hidden = [teacher_taps.hidden[t_] for _, t_ in pairs]
             if teacher_channels is not None:
                 teacher_hidden = [hidden.index_select(-1, teacher_channels) for hidden in teacher_hidden]
-            losses = [hidden_state_loss(student_taps.hidden[s], teacher, mask)
-                      for (s, _), teacher in zip(pairs, teacher_hidden)]
+            student_hidden = [student_taps.hidden[s] for s, _ in pairs]
+            if hidden_projection is not None:
+                student_hidden = [hidden_projection(hidden) for hidden in student_hidden]
+            losses = [hidden_state_loss(student, teacher, mask)
+                      for student, teacher in zip(student_hidden, teacher_hidden)]
             parts["hidden"] = torch.stack(losses).mean()
         if config.attention_weight:
             losses = []

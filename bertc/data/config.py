@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bertc.checks import field_problems, raise_problems
+from bertc.checks import below_minimum, check_config, field_problems, raise_problems
 
 AUGMENT_STRATEGIES = ("delete", "swap")  # bertc.data.augment implements each
 
@@ -83,3 +83,42 @@ class Columns:
     text: str | None = None  # name of the text column (auto-detected when None)
     pair: str | None = None  # name of the second text column for sentence-pair tasks
     label: str | None = None  # name of the label column (auto-detected when None)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """The transfer set of distillation beyond the labelled training texts: texts the teacher labels.
+
+    Its flags avoid the data options' --augment and --augment-probability, which the distill command also has.
+    """
+
+    unlabeled: str | None = None  # unlabeled in-domain texts for the teacher to label: a .txt file (one text per
+    # line) or a .tsv/.csv/.jsonl/.parquet file with a text column
+    unlabeled_column: str | None = None  # text column of the --unlabeled file (auto-detected when omitted)
+    max_unlabeled: int | None = None  # use only the first N texts of the --unlabeled file
+    augment_copies: int = 0  # copies of each training text with words replaced by their neighbours in the
+    # teacher's embedding space, labelled by the teacher (TinyBERT-style; 0: off)
+    neighbour_probability: float = 0.4  # chance that each word of a copy is replaced
+    neighbours: int = 15  # how many nearest neighbours of a word a replacement is drawn from
+    seed: int = 42  # augmentation seed
+
+    def __post_init__(self):
+        check_config(self)
+
+    def range_problems(self) -> list[str]:
+        problems = below_minimum(self, ("max_unlabeled", "neighbours"))
+        if self.unlabeled is not None and not self.unlabeled.strip():
+            problems.append("--unlabeled is empty; name a file of texts or leave it out")
+        for name in ("unlabeled_column", "max_unlabeled"):
+            if getattr(self, name) is not None and self.unlabeled is None:
+                problems.append(f"--{name.replace('_', '-')} needs --unlabeled; name the file of texts")
+        if self.augment_copies < 0:
+            problems.append(f"--augment-copies must be >= 0, got {self.augment_copies}")
+        if not 0 < self.neighbour_probability <= 1:
+            problems.append(f"--neighbour-probability must be in (0, 1], got {self.neighbour_probability}")
+        return problems
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything beyond the training texts to add."""
+        return self.unlabeled is not None or self.augment_copies > 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertc.artifact import load_tokenizer, read_manifest, staging_dir, write_manifest
+from bertc.artifact import load_tokenizer, staging_dir, write_manifest
 from bertc.errors import BertcError
 from bertc.export import graph, nncf_int8
 from bertc.export.config import ExportConfig, MethodConfig, QuantizeConfig
@@ -33,6 +33,7 @@ from bertc.export.registry import handler_for
 from bertc.export.reuse import output_to_build
 from bertc.export.verify import Samples, check_samples_fit, compare, eval_report, logits_on, verification_samples
 from bertc.inference.openvino import KIND as OPENVINO
+from bertc.inference.registry import model_manifest
 from bertc.torch_artifact import load_model
 
 
@@ -55,11 +56,10 @@ def quantize(src: Path | str, config: QuantizeConfig, out: Path | str, *, overwr
     """Quantize the artifact ``src`` with ``config.method``, measure it against ``src``, write it to ``out``.
 
     With ``resume``, an ``out`` already quantized from the same parent with the same config is kept as it is."""
-    src = Path(src)
+    src, manifest = model_manifest(src)
     out, built = output_to_build(out, stage="quantize", config=config, src=src, overwrite=overwrite, resume=resume)
     if built:
         return out
-    manifest = read_manifest(src)
     handler_class = handler_for(config.method)
     handler_class.check_source(src, manifest, config.method)
     task = manifest["task"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bertc.artifact import check_output, is_artifact
@@ -9,6 +10,7 @@ from bertc.console import console
 from bertc.data.prepare import PreparedData, prepare_data, task_record
 from bertc.errors import BertcError
 from bertc.finetune.config import FinetuneConfig
+from bertc.finetune.search import search_training
 from bertc.inference.evaluation import score_dataset
 from bertc.inference.pytorch import TorchPredictor
 from bertc.modeling import check_max_length, load_pretrained_classifier
@@ -23,6 +25,8 @@ def finetune(src: Path | str | None, config: FinetuneConfig, out: Path | str, *,
 
     ``src`` is a pretrained encoder that gets a new classification head (None or "minilm": the embedded
     all-MiniLM-L6-v2; a model directory; a Hub id), or a bertc artifact of the same labels, trained further.
+    With ``config.search``, trials of the training options run first (``bertc.finetune.search``) and the model
+    trains with the best one's; the manifest's ``search`` records every trial.
     """
     from transformers import set_seed
 
@@ -37,6 +41,10 @@ def finetune(src: Path | str | None, config: FinetuneConfig, out: Path | str, *,
         describe_data(data)
     work_dir = work_dir_for(out)
     with cleaned_up_on_failure(work_dir, resume=resume):
+        search = None
+        if config.search:  # the final model trains on all rows with the best trial's options
+            search = search_training(model, tokenizer, data, config, work_dir, resume=resume)
+            config = dataclasses.replace(config, train=search.train)
         result = finetune_(model, tokenizer, data, config, work_dir, resume=resume)
         if not is_main_process():
             return out
@@ -46,6 +54,8 @@ def finetune(src: Path | str | None, config: FinetuneConfig, out: Path | str, *,
         extra = {"source_model": source}  # as given: a Hub id or None (the embedded model) is no parent artifact
         if result.distributed:
             extra["distributed"] = result.distributed
+        if search:
+            extra["search"] = search.record
         save_artifact(out, result.model.cpu(), tokenizer, stage="finetune", config=config,
                       task=task_record(config.data, data, data.labels, config.train.max_length),
                       parent=source if source and Path(source).exists() else None, metrics=metrics, extra=extra,

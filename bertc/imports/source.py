@@ -138,7 +138,23 @@ def import_(src: Path | str, *, max_length: int | None = None, attn_implementati
     model = load_classifier(source.path, attn_implementation=attn_implementation)
     max_length = max_length or source.default_max_length()
     check_max_length(model, max_length)
-    manifest = {"format_version": FORMAT_VERSION, "stage": "import", "source_model": source.given, "parent": None,
-                "lineage": [], "config": {"max_length": max_length}, "model": describe_model(model),
-                "task": source.task(max_length), "metrics": {}}
-    return Imported(model=model, tokenizer=load_tokenizer(source.path), manifest=manifest)
+    return Imported(model=model, tokenizer=load_tokenizer(source.path),
+                    manifest=import_manifest(source, model, max_length))
+
+
+def import_manifest(source: ClassifierSource, model, max_length: int) -> dict:
+    return {"format_version": FORMAT_VERSION, "stage": "import", "source_model": source.given, "parent": None,
+            "lineage": [], "config": {"max_length": max_length}, "model": describe_model(model),
+            "task": source.task(max_length), "metrics": {}}
+
+
+def describe_classifier(src: Path | str) -> tuple[Path, dict]:
+    """The local directory of the classifier SRC and the manifest `bertc import` would give it, without loading
+    its weights (the model is built on the meta device to describe its shape)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    source = classifier_source(src)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(source.config)
+    return source.path, import_manifest(source, model, source.default_max_length())

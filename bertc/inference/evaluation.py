@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bertc.artifact import read_manifest
 from bertc.data.config import Columns
 from bertc.data.labels import check_known_labels
 from bertc.data.load import SPLIT_NAMES, TextDataset, read_file, read_texts, resolve_split
 from bertc.data.prepare import read_eval_data
 from bertc.errors import BertcError
-from bertc.inference.registry import check_runtime, load_predictor
-from bertc.metrics import classification_report
+from bertc.inference.registry import check_runtime, load_predictor, model_manifest
+from bertc.metrics import classification_report, correctness_bits
 
 SPLITS = tuple(SPLIT_NAMES)
 
@@ -32,14 +31,18 @@ def predict_texts(predictor, texts: list[str], pairs: list[str] | None = None) -
             for text, row in zip(texts, probabilities)]
 
 
-def score_dataset(predictor, dataset: TextDataset) -> dict:
-    """A full classification report of ``predictor`` on labelled data."""
+def score_dataset(predictor, dataset: TextDataset, per_row: bool = False) -> dict:
+    """A full classification report of ``predictor`` on labelled data; with ``per_row``, also ``correct``: which
+    rows it got right, in order, as a string of 0s and 1s (for paired comparisons of models on the same rows)."""
     labels = predictor.labels
     index = {str(label): i for i, label in enumerate(labels)}
     check_known_labels(dataset.labels, labels, dataset.source, "Pass data of the task the model was trained on")
     y_true = [index[str(label)] for label in dataset.labels]
     y_pred = predictor.logits(dataset.texts, dataset.pairs).argmax(axis=-1)
-    return classification_report(y_true, y_pred, labels)
+    report = classification_report(y_true, y_pred, labels)
+    if per_row:
+        report["correct"] = correctness_bits(y_true, y_pred)
+    return report
 
 
 def task_columns(manifest: dict, text: str | None = None, pair: str | None = None,
@@ -75,16 +78,18 @@ def check_pairs(task: dict, pairs: list[str] | None) -> None:
 
 
 def evaluate(path: Path | str, data: str, *, columns: Columns | None = None, split: str = "test",
-             max_samples: int | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
-    """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact."""
+             max_samples: int | None = None, device: str = "cpu", batch_size: int = 64,
+             per_row: bool = False) -> dict:
+    """`bertc evaluate`: accuracy, macro-F1, per-class scores and confusion matrix of an artifact (with
+    ``per_row``, which rows it got right: see :func:`score_dataset`)."""
     if split not in SPLITS:
         raise BertcError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
     check_runtime(device, batch_size, max_samples)
-    manifest = read_manifest(path)
+    path, manifest = model_manifest(path)
     columns = columns or task_columns(manifest)
     dataset, cleaning = read_eval_data(data, columns, split=split, max_samples=max_samples)
     predictor = load_predictor(path, device=device, batch_size=batch_size)
-    report = score_dataset(predictor, dataset)
+    report = score_dataset(predictor, dataset, per_row)
     report["artifact"] = str(Path(path).absolute())
     report["data"] = dataset.source
     if cleaning is not None:
@@ -101,5 +106,6 @@ def predict(path: Path | str, texts: list[str], pairs: list[str] | None = None, 
     if pairs is not None and len(pairs) != len(texts):
         raise BertcError(f"{len(texts)} texts but {len(pairs)} second texts (--pair); give one --pair per text")
     check_runtime(device, batch_size)
-    check_pairs(read_manifest(path).get("task", {}), pairs)
+    path, manifest = model_manifest(path)
+    check_pairs(manifest.get("task", {}), pairs)
     return predict_texts(load_predictor(path, device=device, batch_size=batch_size), texts, pairs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bertc.artifact import read_manifest
+from bertc.artifact import is_artifact, read_manifest
 from bertc.checks import raise_problems
 from bertc.errors import BertcError
 from bertc.inference.onnx import load_onnx_predictor
@@ -51,10 +51,20 @@ def check_runtime(device: str, batch_size: int, max_samples: int | None = None) 
 def load_predictor(path: Path | str, device: str = "cpu", batch_size: int = 64):
     """The predictor of the artifact at ``path``, chosen by its model kind."""
     check_runtime(device, batch_size)
-    path = Path(path)
-    manifest = read_manifest(path)
+    path, manifest = model_manifest(path)
     kind = manifest["model"].get("kind", "pytorch")
     if kind not in PREDICTOR_LOADERS:
         raise BertcError(f"{path} holds a '{kind}' model that this installation cannot run; "
                          f"known kinds: {', '.join(sorted(PREDICTOR_LOADERS))}")
     return PREDICTOR_LOADERS[kind](path, manifest, device, batch_size)
+
+
+def model_manifest(path: Path | str) -> tuple[Path, dict]:
+    """The directory and manifest of an artifact; or, for a fine-tuned transformers classifier bertc did not make
+    (a directory or Hub id), its local directory and the manifest `bertc import` would write."""
+    if is_artifact(path):
+        return Path(path), read_manifest(path)
+    # a model bertc did not make is a PyTorch one: serving an artifact's ONNX model never imports torch
+    from bertc.imports.source import describe_classifier
+
+    return describe_classifier(path)

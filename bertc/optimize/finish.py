@@ -3,6 +3,10 @@
 The bench times every variant at batch 1 and at the batch size served (``SelectConfig.serve_batch``); the winner
 is the fastest at the latter within the accuracy budget, whichever runtime it runs in, and ``best/serve.py`` needs
 only that runtime (onnxruntime or openvino) and transformers.
+
+Every accuracy difference comes with its paired bootstrap 95% interval, from which rows each model got right on
+the selection slice (recorded by the bench) and on the test data (scored here); when the selection slice is too
+small for the interval to resolve the budget, the summary says so and about how many rows would.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from bertc.artifact import read_manifest, staging_dir
 from bertc.bench.bench import bench
 from bertc.bench.config import BenchConfig
 from bertc.bench.report import report
-from bertc.bench.results import speedup
+from bertc.bench.results import accuracy_delta, delta_text, resolution_text, speedup
 from bertc.console import console
-from bertc.formatting import pct, points, ratio, signed
+from bertc.formatting import pct, points, ratio
 from bertc.inference.evaluation import evaluate
 from bertc.optimize.config import SelectConfig
 from bertc.optimize.rundir import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE
@@ -42,20 +46,23 @@ def finish_run(out: Path, baseline: Path, candidates: list[Path], select: Select
     standard = next((r for r in rows if r["name"] == f"base-{'int8-dynamic' if target == 'cpu' else 'fp16'}"), None)
     for row in rows:
         if select.test:
-            row["test_accuracy"] = evaluate(row["path"], select.test, split="test", max_samples=select.test_samples,
-                                            device=target)["accuracy"]
+            scored = evaluate(row["path"], select.test, split="test", max_samples=select.test_samples, device=target,
+                              per_row=True)
+            row.update(test_accuracy=scored["accuracy"], test_correct=scored["correct"])
         # at the serve batch, where the winner is chosen
         row["vs_standard"] = ratio_at_serve_batch(row, standard)
     for row in rows:
         if select.test:
             row["test_drop_points"] = 100 * (base["test_accuracy"] - row["test_accuracy"])
+            row["test_delta"] = None if row is base else accuracy_delta(
+                {"correct": row["test_correct"]}, {"correct": base["test_correct"]})
     winner = choice["winner"]
     ship(Path(winner["path"]), out / "best", target, choice["text"])
     summary = {"winner": winner["name"], "best": str(out / "best"), "shipped_baseline": choice["shipped_baseline"],
                "text": choice["text"], "rows": rows, "searched": searched or [],
                "report": str(report_dir / "report.html"), "bench": str(out / BENCH_FILE),
                "recipe": str(out / RECIPE_FILE), "test_data": select.test, "serve_batch": select.serve_batch,
-               "notes": list(notes or [])}
+               "notes": list(notes or []), "resolution": selection_resolution(rows, winner, select.max_accuracy_drop)}
     (out / SUMMARY_FILE).write_text(summary_markdown(summary, select))
     print_summary(summary)
     return summary
@@ -71,6 +78,35 @@ def ratio_at_serve_batch(row: dict, standard: dict | None) -> float | None:
         "speedup"]
 
 
+def selection_resolution(rows: list[dict], winner: dict, budget: float) -> str | None:
+    """The line saying the selection slice cannot resolve the budget (None when it can): for the shipped model, or
+    when the baseline is shipped, for the least resolved candidate."""
+    compared = [winner] if not winner["baseline"] else [row for row in rows if not row["baseline"]]
+    return resolution_text([row.get("selection_delta") for row in compared], budget, "the selection slice")
+
+
+def shipped_line(summary: dict) -> str:
+    """The shipped model's accuracy on the selection slice and, beside it, on the test data, each with its
+    difference from the fine-tuned model and that difference's 95% interval."""
+    row = next(r for r in summary["rows"] if r["name"] == summary["winner"])
+    if row["baseline"]:
+        figures = [f"selection {pct(row['accuracy'])}%"]
+        figures += [f"test {pct(row['test_accuracy'])}%"] if row.get("test_accuracy") is not None else []
+        return f"shipped {row['name']} (the fine-tuned model): " + ", ".join(figures)
+    figures = [accuracy_figure("selection", row["accuracy"], row.get("selection_delta"), gain(row["drop_points"]))]
+    if row.get("test_accuracy") is not None:
+        figures.append(accuracy_figure("test", row["test_accuracy"], row.get("test_delta"),
+                                       gain(row.get("test_drop_points"))))
+    else:
+        figures.append("test: not measured (no --test data)")
+    return f"shipped {row['name']}: " + "; ".join(figures) + " (Δ: points against the fine-tuned model, 95% interval)"
+
+
+def accuracy_figure(where: str, accuracy: float | None, delta: dict | None, points: float | None) -> str:
+    rows = f" on {delta['rows']:,} rows" if delta else ""
+    return f"{where} {pct(accuracy)}%{rows}, Δ {delta_text(delta, points)}"
+
+
 def not_shipped(searched: list[dict]) -> list[tuple[str, str, str]]:
     """(name, status, reason) of every deployable searched that has a reason: skipped, failed or over budget."""
     found = []
@@ -83,8 +119,10 @@ def not_shipped(searched: list[dict]) -> list[tuple[str, str, str]]:
 
 def summary_markdown(summary: dict, select: SelectConfig) -> str:
     header, lines = summary_rows(summary)
-    text = ["# bertc optimize", "", summary["text"], "",
-            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    text = ["# bertc optimize", "", summary["text"], "", shipped_line(summary), ""]
+    if summary.get("resolution"):
+        text += [f"Note: {summary['resolution']}.", ""]
+    text += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     text += ["| " + " | ".join(line) + " |" for line in lines]
     notes = [f"- {name}: {status} ({reason})" for name, status, reason in not_shipped(summary["searched"])]
     if notes:
@@ -94,7 +132,8 @@ def summary_markdown(summary: dict, select: SelectConfig) -> str:
     serve = summary.get("serve_batch", 1)
     latency = "p50 at batch 1 with real lengths" + (
         f"; @{serve}: p50 per batch of {serve} and rows per second, where the winner is chosen" if serve > 1 else "")
-    text += ["", "Δ: accuracy points against the fine-tuned model. "
+    text += ["", "Δ: accuracy points against the fine-tuned model, with the paired bootstrap 95% interval in "
+             "brackets (both models' per-row correctness on the same rows). "
              f"Selection: accuracy on the selection slice, budget {points(select.max_accuracy_drop)}. "
              f"Test: {summary['test_data'] or 'no test data given'}. Latency: {latency}. "
              f"Report: {summary['report']}. Recipe: {summary['recipe']}.", ""]
@@ -109,8 +148,8 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
     """The table: every variant with its runtime; at a serve batch above 1, its figures there too."""
     serve = summary.get("serve_batch", 1)
     at_serve = [f"p50 ms @{serve}", f"rows/s @{serve}", f"vs fine-tuned @{serve}"] if serve > 1 else []
-    header = ["variant", "runtime", "selection %", "Δ", "test %", "Δ", "p50 ms", "vs fine-tuned", *at_serve,
-              "vs standard", ""]
+    header = ["variant", "runtime", "selection %", "Δ (95% CI)", "test %", "Δ (95% CI)", "p50 ms", "vs fine-tuned",
+              *at_serve, "vs standard", ""]
     lines = []
     for row in summary["rows"]:
         mark = "baseline" if row["baseline"] else ("over budget" if not row["within_budget"] else "")
@@ -118,8 +157,9 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
             mark = "shipped" if not mark else f"{mark}, shipped"
         figures = [f"{row['serve_p50_ms']:.3g}", number(row.get("serve_throughput")),
                    ratio(row.get("serve_speedup"))] if serve > 1 else []
-        lines.append([row["name"], row.get("runtime", "-"), pct(row["accuracy"]), signed(gain(row["drop_points"])),
-                      pct(row.get("test_accuracy")), signed(gain(row.get("test_drop_points"))),
+        lines.append([row["name"], row.get("runtime", "-"), pct(row["accuracy"]),
+                      delta_text(row.get("selection_delta"), gain(row["drop_points"])), pct(row.get("test_accuracy")),
+                      delta_text(row.get("test_delta"), gain(row.get("test_drop_points"))),
                       f"{row['p50_ms']:.3g}", ratio(row["speedup"]), *figures, ratio(row.get("vs_standard")), mark])
     return header, lines
 
@@ -133,7 +173,7 @@ def print_summary(summary: dict) -> None:
     table = Table(title="bertc optimize")
     for column in header:
         table.add_column(column, justify="left" if column in ("variant", "runtime", "") else "right",
-                         overflow="fold", no_wrap=column == "variant")
+                         overflow="fold", no_wrap=column == "variant" or column.startswith("Δ"))
     for line in lines:
         table.add_row(*line)
     console.print(table)
@@ -142,6 +182,9 @@ def print_summary(summary: dict) -> None:
     for note in summary.get("notes", []):
         console.print(note, style="yellow", soft_wrap=True)
     console.print(summary["text"], soft_wrap=True)
+    console.print(shipped_line(summary), soft_wrap=True)
+    if summary.get("resolution"):
+        console.print(f"note: {summary['resolution']}", style="yellow", soft_wrap=True)
     console.print(f"best model: {summary['best']} (serve it: python {summary['best']}/serve.py \"some text\")",
                   soft_wrap=True)
     console.print(f"report: {summary['report']}   recipe: {summary['recipe']}", soft_wrap=True)

@@ -24,7 +24,8 @@ import math
 import time
 from pathlib import Path
 
-from bertc.artifact import is_artifact, read_manifest
+from bertc.artifact import is_artifact
+from bertc.bench.results import accuracy_delta
 from bertc.console import console
 from bertc.errors import BertcError
 from bertc.formatting import duration, points
@@ -32,7 +33,7 @@ from bertc.imports.config import ImportConfig
 from bertc.inference.evaluation import evaluate
 from bertc.jsonio import to_jsonable
 from bertc.optimize.config import OptimizeConfig
-from bertc.optimize.finish import finish_run
+from bertc.optimize.finish import finish_run, shipped_line
 from bertc.optimize.plan import DataPlan, Probe, check_cuda, measure, plan_data
 from bertc.optimize.recipe import Recipe, RecipeStage, run_stage, write_recipe
 from bertc.optimize.rundir import (
@@ -97,7 +98,7 @@ class Run:
         self.done: list[RecipeStage] = []  # in build order
         self.notes: list[str] = []
         self.finals: list[tuple[Candidate, Path]] = []  # every deployable built
-        self.base_ref, self.baseline, self.base_accuracy = "", Path(), 0.0
+        self.base_ref, self.baseline, self.base_accuracy, self.base_correct = "", Path(), 0.0, ""
         self.bench_config, self.select = measurement_configs(config, plan)
         # With a latency budget the most accurate model that meets it wins, so slower candidates stay worth trying.
         self.searcher = Search(probe.shape, probe.seq_len, config.target, config.max_accuracy_drop,
@@ -137,13 +138,13 @@ class Run:
         budget = config.setting("time_budget")
         if config.start_from is not None or budget is None:
             return
-        rows = min(plan.train_rows, config.setting("finetune_samples") or plan.train_rows)
-        need = self.costs.finetune(rows, config.setting("finetune_epochs")) + self.finish_estimate([])
+        rows = config.finetune_rows_seen(plan.train_rows)
+        need = self.costs.finetune(rows, 1.0) + self.finish_estimate([])
         if need <= budget:
             return
-        message = (f"--time-budget {duration(budget)} is too small to fine-tune even once: {rows} samples x "
-                   f"{config.setting('finetune_epochs'):g} epochs at the measured {probe.train_rate:.0f} "
-                   f"samples/s plus the final bench take about {duration(need)}")
+        message = (f"--time-budget {duration(budget)} is too small to fine-tune even once: {rows:.0f} training rows "
+                   f"(search trials and epochs) at the measured {probe.train_rate:.0f} samples/s plus the final "
+                   f"bench take about {duration(need)}")
         if config.time_budget is not None:
             raise BertcError(f"{message}; give at least --time-budget {math.ceil(need / 60)}m, fewer "
                              "--finetune-samples, or --from a fine-tuned artifact")
@@ -189,18 +190,32 @@ class Run:
         return out
 
     def drop(self, name: str, path: Path) -> float:
-        """Accuracy points ``path`` loses against the baseline on the selection slice."""
-        return 100 * (self.base_accuracy - self.selection_accuracy(name, path))
+        """Accuracy points ``path`` loses against the baseline on the selection slice; its node records the
+        difference with its paired bootstrap 95% interval (``selection_delta``, from both models' rows)."""
+        accuracy, node = self.selection_accuracy(name, path), self.state["nodes"][name]
+        node["selection_delta"] = accuracy_delta({"correct": node["selection_correct"]}, {"correct": self.base_correct})
+        return 100 * (self.base_accuracy - accuracy)
 
-    def selection_accuracy(self, name: str, path: Path, trust_manifest: bool = True) -> float:
-        """Accuracy on the selection slice, recorded in the state. The stages measure it themselves (bertc gave
-        them the slice as their eval data) and record it in their manifests; anything else is evaluated."""
-        report = read_manifest(path).get("metrics", {}).get("eval") or {}
-        if not (trust_manifest and report.get("samples") == self.plan.selection_rows and "accuracy" in report):
+    def loss(self, name: str, drop: float) -> str:
+        """'loses 2.10 [0.9, 3.3] points on the selection slice': the loss with its 95% interval."""
+        return f"loses {self.loss_points(name, drop)} points on the selection slice"
+
+    def loss_points(self, name: str, drop: float) -> str:
+        delta = self.state["nodes"][name].get("selection_delta")
+        return f"{drop:.2f}" + (f" [{-delta['high'] + 0.0:.1f}, {-delta['low'] + 0.0:.1f}]" if delta else "")
+
+    def selection_accuracy(self, name: str, path: Path, reuse: bool = True) -> float:
+        """Accuracy on the selection slice and which of its rows the model gets right (for paired intervals),
+        recorded in the node's state. A node reused on resume keeps what it recorded (with ``reuse``); a node
+        recorded without its rows (by an older bertc) or built anew is evaluated."""
+        node = self.state["nodes"].setdefault(name, {})
+        correct = node.get("selection_correct")
+        if not (reuse and isinstance(correct, str) and len(correct) == self.plan.selection_rows
+                and "selection_accuracy" in node):
             report = evaluate(path, self.plan.selection, columns=self.plan.columns, split="validation",
-                              max_samples=self.plan.selection_rows, device=self.config.target)
-        self.state["nodes"].setdefault(name, {})["selection_accuracy"] = report["accuracy"]
-        return report["accuracy"]
+                              max_samples=self.plan.selection_rows, device=self.config.target, per_row=True)
+            node.update(selection_accuracy=report["accuracy"], selection_correct=report["correct"])
+        return node["selection_accuracy"]
 
     def baseline_stage(self) -> None:
         """Fine-tune (or take the --from artifact): the model every candidate starts from and is compared with."""
@@ -213,13 +228,15 @@ class Run:
             self.baseline = Path(config.start_from).absolute()
             self.base_ref = str(self.baseline)
         else:
-            rows = min(self.plan.train_rows, config.setting("finetune_samples") or self.plan.train_rows)
             self.base_ref = "finetune"
             self.baseline = self.build(finetune_stage(config, self.plan),
-                                       self.costs.finetune(rows, config.setting("finetune_epochs")), must_succeed=True)
+                                       self.costs.finetune(config.finetune_rows_seen(self.plan.train_rows), 1.0),
+                                       must_succeed=True)
         self.inputs["base"] = self.baseline
         name = self.base_ref if self.base_ref in ("finetune", "import") else "from"
-        self.base_accuracy = self.selection_accuracy(name, self.baseline, trust_manifest=name == "finetune")
+        # --from names an artifact outside the run, which may have changed since an interrupted run: evaluated again
+        self.base_accuracy = self.selection_accuracy(name, self.baseline, reuse=name != "from")
+        self.base_correct = self.state["nodes"][name]["selection_correct"]
         self.state["nodes"][name]["path"] = str(self.baseline)
 
     def save(self) -> None:
@@ -275,9 +292,9 @@ class Run:
                 record.update(status="failed", reason=self.state["nodes"][node]["reason"])
                 return False
             drop = self.drop(node, path)
-            if not self.searcher.record_node(node, candidate.steps[:i + 1], drop):
-                record.update(status="over budget", reason=f"{node} loses {drop:.2f} points on the selection slice "
-                                                           f"(budget {budget:g}); its chain stops there")
+            if not self.searcher.record_node(node, candidate.steps[:i + 1], drop, self.loss_points(node, drop)):
+                record.update(status="over budget", reason=f"{node} {self.loss(node, drop)} (budget {budget:g}); "
+                                                           "its chain stops there")
                 return False
             parent = node
         return True
@@ -308,7 +325,7 @@ class Run:
                       artifact=str(path))
         self.finals.append((candidate, path))  # benched either way: the report shows what the budget ruled out
         if not within:
-            record["reason"] = f"loses {drop:.2f} points on the selection slice (budget {budget:g})"
+            record["reason"] = f"{self.loss(path.name, drop)} (budget {budget:g})"
         return drop
 
     def build_openvino(self, candidate: Candidate, record: dict) -> list[float]:
@@ -348,8 +365,7 @@ class Run:
             return
         entry = {"name": stage.name, "status": "built", "selection_drop_points": round(drop, 3), "artifact": str(path)}
         if drop > budget + 1e-9:
-            entry.update(status="over budget", reason=f"loses {drop:.2f} points on the selection slice "
-                                                      f"(budget {budget:g})")
+            entry.update(status="over budget", reason=f"{self.loss(stage.name, drop)} (budget {budget:g})")
         entries.append(entry)
         self.finals.append((candidate, path))
 
@@ -361,7 +377,8 @@ class Run:
         parent = relative_cost(shape, candidate.steps[:index], seq)
         child = relative_cost(shape, candidate.steps[:index + 1], seq)
         if candidate.steps[index].kind == "layers":
-            return self.costs.distill(min(self.plan.train_rows, setting("distill_samples")), child, parent)
+            rows = min(self.plan.train_rows, setting("distill_samples")) * (1 + setting("augment_copies"))
+            return self.costs.distill(rows, child, parent)
         return self.costs.prune(setting("importance_samples"), min(self.plan.train_rows, setting("recover_samples")),
                                 parent, child)
 
@@ -415,5 +432,6 @@ class Run:
                              notes=list(self.runtimes.notes))
         summary["seconds"] = round(time.monotonic() - self.started, 1)
         mark_finished(self.state, summary)
+        self.state["result"].update(shipped=shipped_line(summary), resolution=summary["resolution"])
         self.save()
         return summary

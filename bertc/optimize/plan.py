@@ -9,9 +9,12 @@ from pathlib import Path
 import torch
 
 from bertc.artifact import is_artifact, read_manifest
-from bertc.data.config import Columns
-from bertc.data.load import find_split_file, read_dataset, resolve_split
+from bertc.console import console
+from bertc.data.clean import normalise
+from bertc.data.config import Columns, TransferConfig
+from bertc.data.load import TextDataset, find_split_file, read_dataset, resolve_split
 from bertc.data.prepare import read_eval_data
+from bertc.data.transfer import read_unlabeled
 from bertc.errors import BertcError
 from bertc.imports.source import classifier_source
 from bertc.inference.onnx import providers_for
@@ -31,6 +34,8 @@ class DataPlan:
     train_rows: int
     selection_rows: int
     test_rows: int
+    selection_in_train: int = 0  # selection rows whose text also appears in the training file (not held out)
+    pairs: bool = False  # the task reads sentence pairs
 
 
 def plan_data(config: OptimizeConfig):
@@ -51,11 +56,11 @@ def plan_data(config: OptimizeConfig):
     columns = Columns(config.text_column or task.get("text_column"),
                       config.text_pair_column or task.get("text_pair_column"),
                       config.label_column or task.get("label_column"))
-    sets = {}
+    sets, read = {}, {}
     for flag, path, split in (("--train", str(train), "train"), ("--eval", selection, "validation"),
                               ("--test", test, "test")):
         if path is not None:
-            dataset = read_dataset(path, columns, split=split)
+            dataset = read[flag] = read_dataset(path, columns, split=split)
             if not any(label is not None for label in dataset.labels):
                 raise BertcError(f"{flag} {path} has no labelled rows; check the file and --text-column/"
                                  "--label-column")
@@ -70,12 +75,41 @@ def plan_data(config: OptimizeConfig):
         if known != sets["--train"][0]:
             raise BertcError(f"--from {config.start_from} predicts labels {known} but the training data has "
                              f"{sets['--train'][0]}; start from an artifact of this task")
+    for flag, path in (("--eval", selection), ("--test", test)):
+        if path is not None and Path(path).resolve() == train.resolve():
+            raise BertcError(f"{flag} {path} is the training file; the rows that choose and score the models must be "
+                             "held out from training and distillation: pass another file (e.g. validation.tsv)")
     sample, _ = read_eval_data(selection, columns, "validation", max_samples=config.setting("selection_samples"))
     plan = DataPlan(train=str(train.resolve()), selection=str(Path(selection).resolve()),
                     test=str(Path(test).resolve()) if test else None, columns=columns, labels=sets["--train"][0],
                     train_rows=sets["--train"][1], selection_rows=len(sample),
-                    test_rows=min(sets["--test"][1], config.test_samples or sets["--test"][1]) if test else 0)
+                    test_rows=min(sets["--test"][1], config.test_samples or sets["--test"][1]) if test else 0,
+                    selection_in_train=len(rows_in(sample, read["--train"])),
+                    pairs=read["--train"].pairs is not None)
+    if plan.selection_in_train:
+        console.print(f"warning: {plan.selection_in_train} of the {plan.selection_rows} selection rows of {selection} "
+                      f"also appear in the training data {train}: the models may have been trained on them, so their "
+                      "accuracy there is not held out", style="yellow", soft_wrap=True)
+    if config.unlabeled and plan.pairs:
+        raise BertcError("--unlabeled adds single texts, but this task reads sentence pairs; leave it out")
+    if config.unlabeled:  # read now: a file without texts stops the run before the fine-tune, not after it
+        unlabeled = read_unlabeled(TransferConfig(unlabeled=config.unlabeled))
+        overlap = len(rows_in(sample, TextDataset(texts=unlabeled, pairs=None, labels=[None] * len(unlabeled))))
+        if overlap:
+            console.print(f"warning: {overlap} of the {plan.selection_rows} selection rows of {selection} are also in "
+                          f"--unlabeled {config.unlabeled}: students distilled on them are not held out from them",
+                          style="yellow", soft_wrap=True)
     return plan, sample
+
+
+def rows_in(rows: TextDataset, data: TextDataset) -> list[int]:
+    """Indices of ``rows`` whose input (text and second text, as cleaning normalises them) is also one of ``data``."""
+    def inputs(dataset: TextDataset) -> list[tuple[str, str]]:
+        return [(normalise(text), normalise(pair)) for text, pair in zip(dataset.texts, dataset.pairs or
+                                                                          [None] * len(dataset))]
+
+    known = set(inputs(data))
+    return [i for i, row in enumerate(inputs(rows)) if row in known]
 
 
 def start_task(start_from: str) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from bertc.bench.results import row_at, speedup
+from bertc.bench.results import delta_text, row_at, speedup
 from bertc.bench.variants import BACKENDS
 from bertc.errors import BertcError
 from bertc.export.config import ExportConfig
@@ -109,7 +109,7 @@ def choose_at(results: dict, max_accuracy_drop: float, latency_budget_ms: float 
         return {**choice, "winner": base, "shipped_baseline": True, "text": text}
     accuracy = ("" if best["accuracy"] is None else
                 f", with {100 * best['accuracy']:.2f}% accuracy on the selection slice "
-                f"({-(best['drop_points'] or 0.0) + 0.0:+.2f} points; budget {budget})")
+                f"({delta_text(best.get('selection_delta'), -(best['drop_points'] or 0.0))} points; budget {budget})")
     text = (f"Winner at batch {serve_batch}: {best['name']} ({best['runtime']}), {best['serve_p50_ms']:.3g} ms p50 "
             f"per batch ({throughput(best)}) against {base['serve_p50_ms']:.3g} ms for the fine-tuned baseline "
             f"({ratio(best['serve_speedup'])} faster; {best['p50_ms']:.3g} ms at batch 1){accuracy}.{note}")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from bertc.bench.report import pick, within_budget
-from bertc.bench.results import reference_setting, row_at, speedup
+from bertc.bench.results import accuracy_delta, delta_text, reference_setting, row_at, speedup
 from bertc.compress.flops import layer_flops
 from bertc.errors import BertcError
 
@@ -185,19 +185,19 @@ def check_candidates(candidates: list[Candidate], shape: Shape) -> None:
 
 def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]:
     """The candidate space of a preset for a model of ``shape``: MiniLM-L6 (6 layers, 12 heads, 384 wide) gets
-    layers 4/3 and heads 8/6; the full preset also hidden 256 and heads4last3 (the heads heads8 removes, taken
-    from the upper half of the layers only: the most redundant after fine-tuning); other models the same
-    fractions. ``quick`` is sized for about 15 minutes on 2 CPU cores, so it adds neither: each is one more prune
-    (importance scoring and recovery, as long as heads8), and a narrower model is the riskiest for accuracy."""
+    layers 4/3 and heads 8/6; the full preset also layers 2 (which its stronger teacher and augmented transfer set
+    may keep within budget), hidden 256 and heads4last3 (heads8's cut, from the upper half of the layers only: the
+    most redundant after fine-tuning); other models the same fractions. ``quick`` (about 15 minutes on 2 CPU
+    cores) adds none: each is one more stage, and a narrower model is the riskiest for accuracy."""
     def keep(total: int, share: float, step: int = 1) -> int | None:
         value = max(1, round(total * share / step)) * step
         return value if value < total else None
 
-    deep, shallow = keep(shape.layers, 2 / 3), keep(shape.layers, 1 / 2)
+    deep, shallow, thin = (keep(shape.layers, share) for share in (2 / 3, 1 / 2, 1 / 3))
     many, few = keep(shape.heads, 2 / 3), keep(shape.heads, 1 / 2)
     narrow, top = keep(shape.hidden, 2 / 3, shape.head_dim), shape.layers // 2
     upper = shape.heads - round(shape.layers * (shape.heads - many) / top) if many and top else 0
-    layers = {"deep": f"layers{deep}" if deep else None, "shallow": f"layers{shallow}" if shallow else None}
+    layers = {name: f"layers{n}" if n else None for name, n in (("deep", deep), ("shallow", shallow), ("thin", thin))}
     heads = {"many": f"heads{many}" if many else None, "few": f"heads{few}" if few else None,
              "upper": f"heads{upper}last{top}" if 0 < upper < shape.heads and top < shape.layers else None}
     hidden = f"hidden{narrow}" if narrow and shape.width_surgery else None
@@ -206,7 +206,8 @@ def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]
     else:
         chains = [["base"], [layers["shallow"]], [layers["deep"]], [layers["shallow"], "ffn50"],
                   [layers["deep"], "ffn50"], [layers["deep"], heads["many"]], [heads["many"]], [heads["few"]],
-                  ["ffn50"], [heads["many"], "ffn50"], [hidden], [layers["shallow"], hidden], [heads["upper"]]]
+                  ["ffn50"], [heads["many"], "ffn50"], [hidden], [layers["shallow"], hidden], [heads["upper"]],
+                  [layers["thin"]], [layers["thin"], "ffn50"]]
     quantized = "int8-dynamic" if target == "cpu" else "fp16"
     specs = [f"{'+'.join(chain)}:{quantized}" for chain in chains if all(chain)]
     if preset == "full" and target == "cpu":
@@ -256,9 +257,8 @@ def shape_after(shape: Shape, steps: tuple[Step, ...]) -> PrunedShape:
 
 
 def relative_cost(shape: Shape, steps: tuple[Step, ...], seq_len: int) -> float:
-    """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change): the FLOPs of every
-    layer, a per-layer overhead that pruning does not shrink, and embeddings, pooler and classifier, which shrink
-    with the width."""
+    """Expected forward cost after the steps over the fine-tuned model's (1.0 = no change): every layer's FLOPs,
+    a per-layer overhead pruning does not shrink, and embeddings, pooler and classifier (shrinking with width)."""
     full = layer_flops(shape.hidden, shape.heads, shape.head_dim, shape.ffn, seq_len)
     after = shape_after(shape, steps)
     encoder = sum(layer_flops(after.hidden, heads, shape.head_dim, after.ffn, seq_len) for heads in after.heads)
@@ -300,7 +300,7 @@ class Search:
     target: str
     max_accuracy_drop: float  # points on the selection slice, against the fine-tuned model
     exhaustive: bool = False
-    misses: dict[str, float] = field(default_factory=dict)  # PyTorch node -> drop (points) that missed the budget
+    misses: dict[str, str] = field(default_factory=dict)  # PyTorch node -> its drop that missed the budget (text)
     missed_shapes: dict[str, PrunedShape] = field(default_factory=dict)  # node -> its shape
     met: dict[str, float] = field(default_factory=dict)  # candidate name -> its expected speedup, within budget
 
@@ -310,11 +310,11 @@ class Search:
     def within_budget(self, drop_points: float) -> bool:
         return drop_points <= self.max_accuracy_drop + 1e-9
 
-    def record_node(self, node: str, steps: tuple[Step, ...], drop_points: float) -> bool:
-        """Record a built PyTorch node's drop; False when it misses the budget (its chain stops there)."""
+    def record_node(self, node: str, steps: tuple[Step, ...], drop_points: float, shown: str | None = None) -> bool:
+        """Record a built PyTorch node's drop (``shown``: as reasons state it); False when it misses the budget."""
         if self.within_budget(drop_points):
             return True
-        self.misses[node] = drop_points
+        self.misses[node] = shown or f"{drop_points:.2f}"
         self.missed_shapes[node] = shape_after(self.shape, steps)
         return False
 
@@ -327,12 +327,12 @@ class Search:
         """Why ``candidate`` is not worth building any more (None: build it)."""
         for node in candidate.chain():
             if node in self.misses:
-                return f"early stop: step {node} already loses {self.misses[node]:.2f} points on the selection slice"
+                return f"early stop: step {node} already loses {self.misses[node]} points on the selection slice"
         mine = shape_after(self.shape, candidate.steps)
         for node, theirs in self.missed_shapes.items():
             if candidate.steps and at_least_as_compressed(mine, theirs):
                 return (f"early stop: at least as compressed as {node}, which already loses "
-                        f"{self.misses[node]:.2f} points on the selection slice")
+                        f"{self.misses[node]} points on the selection slice")
         if self.met and not self.exhaustive:
             best_name = max(self.met, key=self.met.get)
             best = self.met[best_name]
@@ -350,8 +350,7 @@ class CostModel:
 
     ``train_rate`` (training samples/s, forward + backward) and ``infer_rate`` (inference samples/s in PyTorch)
     are measured on the machine before the run; each finished stage then corrects the estimates of its group
-    (training, conversion, measurement) by the ratio of its real to its estimated time.
-    """
+    (training, conversion, measurement) by the ratio of its real to its estimated time."""
 
     train_rate: float
     infer_rate: float
@@ -421,7 +420,8 @@ def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | N
         p50 = measured["p50_ms"]
         # the speedup bench reports (median of per-round ratios), so the summary and the report agree
         rows.append({"name": v["name"], "path": v["path"], "p50_ms": p50, "accuracy": v.get("accuracy"),
-                     "drop_points": drop, "speedup": speedup(measured, row_at(base, setting))["speedup"],
+                     "drop_points": drop, "selection_delta": None if v is base else accuracy_delta(v, base),
+                     "speedup": speedup(measured, row_at(base, setting))["speedup"],
                      "round_p50_ms": measured["round_p50_ms"],
                      "within_budget": within_budget(results, v, max_accuracy_drop),
                      "meets_latency": latency_budget_ms is None or p50 <= latency_budget_ms,
@@ -436,7 +436,8 @@ def choose(results: dict, max_accuracy_drop: float, latency_budget_ms: float | N
     winner = next(r for r in rows if r["name"] == best["name"])
     text = (f"Winner: {winner['name']}, {winner['p50_ms']:.3g} ms p50 at batch 1 against {base_row['p50_ms']:.3g} ms "
             f"for the fine-tuned baseline ({winner['speedup']:.2f}x faster), with {100 * winner['accuracy']:.2f}% "
-            f"accuracy on the selection slice ({-winner['drop_points'] + 0.0:+.2f} points; budget {budget}).{note}")
+            f"accuracy on the selection slice ({delta_text(winner['selection_delta'], -winner['drop_points'])} points; "
+            f"budget {budget}).{note}")
     return {"winner": winner, "shipped_baseline": False, "text": text, "rows": rows, "setting": setting}
 
 

@@ -7,9 +7,11 @@ selection slice, so its manifest holds the accuracy the search compares.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bertc.bench.config import BenchConfig
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
-from bertc.data.config import DataConfig
+from bertc.data.config import DataConfig, TransferConfig
 from bertc.export.config import (
     DynamicQuantConfig,
     ExportConfig,
@@ -38,16 +40,24 @@ def column_options(plan: DataPlan) -> dict:
     return {"text_column": columns.text, "text_pair_column": columns.pair, "label_column": columns.label}
 
 
+# What a training stage evaluates on (to keep its best checkpoint, to score search trials): a stratified 5% of
+# its training rows, at most 1,000, so the selection slice stays held out from every choice made in training.
+STAGE_EVAL_FRACTION, STAGE_EVAL_ROWS = 0.05, 1000
+
+
 def task_data(config: OptimizeConfig, plan: DataPlan, samples: int | None) -> DataConfig:
-    """The first ``samples`` training rows; the selection slice to evaluate on."""
-    return DataConfig(train=plan.train, eval=plan.selection, **column_options(plan), max_train_samples=samples,
-                      max_eval_samples=plan.selection_rows, seed=config.seed)
+    """The first ``samples`` training rows, less the share the stage evaluates on (never the selection slice)."""
+    return DataConfig(train=plan.train, eval=None, val_fraction=STAGE_EVAL_FRACTION, **column_options(plan),
+                      max_train_samples=samples, max_eval_samples=STAGE_EVAL_ROWS, seed=config.seed)
 
 
 def finetune_stage(config: OptimizeConfig, plan: DataPlan) -> RecipeStage:
     """Fine-tune ``config.model`` (None: the embedded MiniLM): the baseline every candidate is compared with."""
+    space = config.search_space()
     finetune = FinetuneConfig(data=task_data(config, plan, config.setting("finetune_samples")),
-                              train=train_config(config, config.lr or FINETUNE_LR, config.setting("finetune_epochs")))
+                              train=train_config(config, config.lr or FINETUNE_LR, config.setting("finetune_epochs")),
+                              search=space, trials=config.setting("trials") if space else None,
+                              search_samples=config.setting("search_samples") if space else None)
     return RecipeStage("finetune", "finetune", finetune, config.model)
 
 
@@ -56,8 +66,12 @@ def compression_stage(config: OptimizeConfig, plan: DataPlan, node: str, step: S
     a narrower model or a smaller FFN by pruning with distillation from the parent."""
     setting = config.setting
     if step.kind == "layers":
+        unlabeled = str(Path(config.unlabeled).resolve()) if config.unlabeled else None
+        transfer = TransferConfig(unlabeled=unlabeled, augment_copies=0 if plan.pairs else setting("augment_copies"),
+                                  seed=config.seed)
         distill = DistillConfig(student_layers=step.value, data=task_data(config, plan, setting("distill_samples")),
-                                train=train_config(config, DISTILL_LR), loss=DistillLoss(**LAYERS_LOSS))
+                                train=train_config(config, DISTILL_LR), loss=DistillLoss(**LAYERS_LOSS),
+                                transfer=transfer)
         return RecipeStage(node, "distill", distill, parent)
     prune = PruneConfig(**step.prune_options(), data=task_data(config, plan, setting("recover_samples")), distill=True,
                         recover=train_config(config, RECOVER_LR), importance_samples=setting("importance_samples"))

@@ -197,6 +197,7 @@ def test_cli_bench_bad_option_exits_2(tmp_path, tiny_artifact, tiny_data):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_artifact, copy)
     (copy / "bertc.json").unlink()
+    (copy / "config.json").unlink()  # without either, it is no artifact and no transformers classifier
     result = CliRunner().invoke(app, ["bench", str(copy), "--data", str(tiny_data), "--out", str(tmp_path / "s.json")])
     assert result.exit_code == 2 and "not a bertc artifact" in result.output
 

@@ -113,3 +113,15 @@ def test_no_artifacts_or_a_folder_that_is_not_one_fails(tmp_path):
         describe_variants([], None)
     with pytest.raises(BertcError, match="is not a bertc artifact"):
         describe_variants([tmp_path], None)
+
+
+def test_a_searched_fine_tune_is_summarised_with_its_trials_and_kept_options():
+    from bertc.bench.variants import step_summary
+
+    search = {"space": "lr=1e-5:1e-4:log", "train_rows": 4000, "objective": "eval_accuracy",
+              "trials": [{"state": "complete"}, {"state": "pruned"}, {"state": "complete"}],
+              "best": {"trial": 3, "params": {"lr": 4.2e-05, "schedule": "cosine"}, "eval_accuracy": 0.871}}
+    summary = step_summary({"model": {"kind": "pytorch"}, "search": search})
+    assert "searched lr=1e-5:1e-4:log in 3 trials on 4000 rows (1 pruned): kept lr=4.2e-05, schedule=cosine, " \
+           "87.10% eval accuracy" in summary
+    assert "searched" not in step_summary({"model": {"kind": "pytorch"}})

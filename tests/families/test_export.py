@@ -17,7 +17,7 @@ from bertc.bench.bench import bench
 from bertc.bench.config import BenchConfig
 from bertc.errors import BertcError
 from bertc.export import graph
-from bertc.export.config import DynamicQuantConfig, ExportConfig, QuantizeConfig
+from bertc.export.config import DynamicQuantConfig, ExportConfig, QuantizeConfig, TorchDynamicConfig
 from bertc.export.onnx import export, labels_task
 from bertc.export.quantize import quantize, quantize_
 from bertc.inference.registry import load_predictor
@@ -166,6 +166,21 @@ def test_dynamic_int8_quantizes_and_benches(families, name, tmp_path):
     assert [v["kind"] for v in results["variants"]] == ["pytorch", "onnx", "onnx"]
     for variant in results["variants"]:
         assert variant["latency"][0]["p50_ms"] > 0 and variant["accuracy"] is not None
+
+
+@pytest.mark.parametrize("name", ["distilbert", "deberta-v2", "modernbert"])  # BERT: tests/export
+def test_pytorch_dynamic_int8_quantizes_every_linear_and_predicts_like_its_parent(families, name, tmp_path):
+    family = families(name)
+    out = quantize(family.artifact, QuantizeConfig(method=TorchDynamicConfig(), eval_data=str(family.data),
+                                                   eval_samples=24), tmp_path / "torch-int8")
+    manifest = read_manifest(out)
+    assert manifest["model"]["kind"] == "pytorch-quantized"
+    agreement = manifest["metrics"]["verification"]["label_agreement"]
+    assert agreement >= 0.75, manifest["metrics"]["verification"]
+    quantized = load_predictor(out).logits(TEXTS, None)
+    parent = load_predictor(family.artifact).logits(TEXTS, None)
+    assert quantized.shape == parent.shape and not np.array_equal(quantized, parent)
+    assert np.abs(quantized - parent).max() < 0.5
 
 
 def test_modernbert_int8_cannot_keep_layers_in_float(families, tmp_path):

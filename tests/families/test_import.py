@@ -180,3 +180,42 @@ def test_optimize_from_a_plain_minilm_fine_tune_gives_the_same_table(tmp_path, t
                  for name, src in (("artifact", tiny_artifact), ("plain", tmp_path / "minilm-sst2"))}
     columns = {name: [sorted(row) for row in summary["rows"]] for name, summary in summaries.items()}
     assert columns["plain"] == columns["artifact"] and len(columns["plain"]) == 2
+
+
+def test_evaluate_and_predict_take_a_plain_classifier_directory(bert_classifier, tiny_data, tmp_path):
+    report_file, predictions = tmp_path / "report.json", tmp_path / "predictions.json"
+    result = runner.invoke(app, ["evaluate", str(bert_classifier), "--data", str(tiny_data), "--json",
+                                 str(report_file)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_file.read_text())
+    assert report["samples"] == 60 and report["labels"] == ["0", "1"]
+    result = runner.invoke(app, ["predict", str(bert_classifier), *TEXTS, "--json", str(predictions)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(predictions.read_text())
+    model = load_model(bert_classifier)
+    from transformers import AutoTokenizer
+
+    expected = logits(model.eval(), AutoTokenizer.from_pretrained(bert_classifier)).argmax(-1).tolist()
+    assert [str(r["label"]) for r in rows] == [str(i) for i in expected]
+    assert not (bert_classifier / "bertc.json").exists()
+
+
+def test_quantize_and_bench_take_a_plain_classifier_directory(bert_classifier, tiny_data, tmp_path):
+    out = tmp_path / "int8"
+    result = runner.invoke(app, ["quantize", str(bert_classifier), "--out", str(out), "--method", "torch-dynamic",
+                                 "--eval", str(tiny_data), "--eval-samples", "8"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest["model"]["kind"] == "pytorch-quantized"
+    assert manifest["parent"] == {"path": str(bert_classifier.absolute()), "stage": "source"}
+    result = runner.invoke(app, ["bench", str(bert_classifier), str(out), "--data", str(tiny_data), "--batch-sizes",
+                                 "1", "--runs", "4", "--rounds", "2", "--warmup", "1", "--no-memory", "--out",
+                                 str(tmp_path / "bench.json")])
+    assert result.exit_code == 0, result.output
+    assert not (bert_classifier / "bertc.json").exists()
+
+
+def test_evaluate_refuses_a_directory_that_is_neither_before_reading_data(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "empty"), "--data", str(tmp_path / "missing.tsv")])
+    assert_one_line_error(result, "not a bertc artifact or a transformers model directory")

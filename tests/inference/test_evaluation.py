@@ -175,3 +175,12 @@ def test_evaluate_scores_duplicates_as_given_and_counts_the_rows_it_leaves_out(k
     report = evaluation.evaluate(path, str(data))
     assert report["samples"] == 3  # the duplicates are scored; the empty text and the unlabelled row are not
     assert report["dropped_rows"] == {"empty_text": 1, "missing_label": 1}
+
+
+def test_per_row_correctness_is_one_character_a_row_and_only_when_asked(keyword_artifact):
+    path, data, _ = keyword_artifact
+    report = evaluation.evaluate(path, str(data), per_row=True)
+    assert report["correct"] == "1101" and report["accuracy"] == 0.75  # "good fun" is labelled neg
+    assert "correct" not in evaluation.evaluate(path, str(data))  # `bertc evaluate --json` stays as it was
+    dataset = TextDataset(texts=["good", "bad", "good"], labels=["pos", "pos", "neg"])
+    assert evaluation.score_dataset(KeywordPredictor(["neg", "pos"]), dataset, per_row=True)["correct"] == "100"

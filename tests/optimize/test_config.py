@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -91,3 +92,21 @@ def test_no_duration_is_none():
 
 def test_parse_duration_understands_sec():
     assert parse_duration("90sec") == 90
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"search": "lr=2e-4:2e-5"}, "--search lr=2e-4:2e-5: the range is empty"),
+    ({"search": "dropout=0.1:0.2"}, "--search: unknown parameter 'dropout'"),
+    ({"search": "lr=1e-5:1e-4", "lr": 3e-5}, "--lr fixes the learning rate that --search varies"),
+    ({"trials": 0}, "--trials must be a whole number of at least 1"),
+    ({"augment_copies": -1}, "--augment-copies must be at least 0"),
+])
+def test_search_and_transfer_options_are_checked_in_one_line(options, message):
+    with pytest.raises(BertcError, match=re.escape(message)):
+        OptimizeConfig(train="t.tsv", **options)
+
+
+def test_the_preset_search_needs_no_flags_and_none_turns_it_off():
+    assert OptimizeConfig(train="t.tsv").search_space() == "lr=3e-5:1.5e-4:log"
+    assert OptimizeConfig(train="t.tsv", search="none").search_space() is None
+    assert OptimizeConfig(train="t.tsv", preset="quick").search_space() is None

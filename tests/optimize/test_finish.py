@@ -59,9 +59,10 @@ def test_summary_markdown_table_notes_and_footer():
     text = finish.summary_markdown(summary_of(ROWS, searched=searched), SelectConfig(max_accuracy_drop=1.0))
     lines = text.splitlines()
     assert lines[:3] == ["# bertc optimize", "", "Winner: layers4-int8-dynamic."]
-    assert lines[4].startswith("| variant | runtime | selection % |") and lines[5] == "|" + "---|" * 10
-    assert lines[9].startswith("| layers4-int8-dynamic | ONNX Runtime | 89.30 | -0.70 |")
-    assert lines[9].endswith("| shipped |")
+    assert lines[4].startswith("shipped layers4-int8-dynamic: selection 89.30%, Δ -0.70; test: not measured")
+    assert lines[6].startswith("| variant | runtime | selection % | Δ (95% CI) |") and lines[7] == "|" + "---|" * 10
+    assert lines[11].startswith("| layers4-int8-dynamic | ONNX Runtime | 89.30 | -0.70 |")
+    assert lines[11].endswith("| shipped |")
     assert "Candidates not shipped:" in lines and "- layers2: skipped (time budget)" in lines
     assert "- base" not in text  # built, no reason: not a note
     assert "budget 1 point." in text and "Test: no test data given." in text
@@ -92,7 +93,10 @@ def test_finish_run_scores_test_accuracy_against_the_baseline_and_the_standard_r
     monkeypatch.setattr(finish, "choose_at", lambda results, drop, latency, serve_batch: {
         "rows": rows, "winner": rows[3], "shipped_baseline": False, "text": "Winner: layers4-int8-dynamic."})
     accuracy = {"finetune": 0.9, "base-int8-dynamic": 0.89, "layers3-int8-dynamic": 0.85, "layers4-int8-dynamic": 0.88}
-    monkeypatch.setattr(finish, "evaluate", lambda path, data, **k: {"accuracy": accuracy[path.rsplit("/", 1)[1]]})
+    # on 100 test rows, each variant gets wrong the baseline's 10 wrong rows and some of its right ones
+    correct = {name: "0" * 10 + "0" * round(100 * (0.9 - a)) + "1" * round(100 * a) for name, a in accuracy.items()}
+    monkeypatch.setattr(finish, "evaluate", lambda path, data, **k: {"accuracy": accuracy[path.rsplit("/", 1)[1]],
+                                                                     "correct": correct[path.rsplit("/", 1)[1]]})
     monkeypatch.setattr(finish, "ship", lambda src, dest, target, why: calls.setdefault("ship", (src, dest, target)))
     monkeypatch.setattr(finish, "print_summary", lambda summary: None)
     baseline, candidates = tmp_path / "finetune", [tmp_path / "a", tmp_path / "b"]
@@ -102,7 +106,10 @@ def test_finish_run_scores_test_accuracy_against_the_baseline_and_the_standard_r
     assert calls["ship"] == (Path("/run/stages/layers4-int8-dynamic"), tmp_path / "best", "cpu")
     by_name = {r["name"]: r for r in summary["rows"]}
     assert by_name["layers4-int8-dynamic"]["test_drop_points"] == pytest.approx(2.0)
-    assert by_name["finetune"]["test_drop_points"] == 0
+    assert by_name["finetune"]["test_drop_points"] == 0 and by_name["finetune"]["test_delta"] is None
+    delta = by_name["layers4-int8-dynamic"]["test_delta"]  # two rows flipped of 100, the paired interval beside it
+    assert delta["difference"] == pytest.approx(-2.0) and delta["rows"] == 100
+    assert delta["low"] < -2 < delta["high"] == 0
     assert by_name["layers3-int8-dynamic"]["vs_standard"] == 2.0  # 4 ms for base-int8-dynamic against 2 ms
     assert summary["winner"] == "layers4-int8-dynamic" and summary["report"] == str(tmp_path / "report/report.html")
     assert (tmp_path / "summary.md").read_text().startswith("# bertc optimize\n\nWinner: layers4-int8-dynamic.")

@@ -105,6 +105,26 @@ def test_resume_skips_finished_stages(optimized, tiny_artifact, tiny_data, monke
         optimize(dataclasses.replace(config, max_accuracy_drop=2.0), out, resume=True)
 
 
+def test_resume_of_a_run_recorded_without_per_row_correctness(optimized, tiny_artifact, tiny_data, monkeypatch):
+    """A run an older bertc recorded (accuracy per node, not which rows): its nodes are scored again on resume, and
+    every difference in the summary comes with its paired interval."""
+    without_openvino(monkeypatch)
+    out, _ = optimized
+    state = json.loads((out / "optimize.json").read_text())
+    for node in state["nodes"].values():
+        node.pop("selection_correct", None)
+        node.pop("selection_delta", None)
+    (out / "optimize.json").write_text(json.dumps(state))
+    config = tiny_config(tiny_data, start_from=str(tiny_artifact), candidates=CANDIDATES[:2], time_budget=600.0)
+    summary = optimize(config, out, resume=True)
+    nodes = json.loads((out / "optimize.json").read_text())["nodes"]
+    assert {len(node["selection_correct"]) for node in nodes.values()} == {60}  # the tiny validation.tsv
+    assert all(nodes[name]["selection_delta"]["rows"] == 60 for name in nodes if name != "from")
+    candidates = [row for row in summary["rows"] if not row["baseline"]]
+    assert candidates and all(row["selection_delta"]["rows"] == row["test_delta"]["rows"] == 60 for row in candidates)
+    assert f"shipped {summary['winner']}" in (out / "summary.md").read_text()
+
+
 def same_stages(first: Path, second: Path) -> None:
     """Both runs built the same stages with the same options, accuracies and weights."""
     assert sorted(p.name for p in (first / "stages").iterdir() if is_artifact(p)) == \

@@ -123,9 +123,10 @@ def test_presets_for_minilm_and_for_cuda():
 
 def test_the_full_preset_searches_hidden_width_and_the_heads_of_the_upper_layers():
     full = specs(preset_candidates("full", MINILM, "cpu"))
-    for spec in ("hidden256:int8-dynamic", "layers3+hidden256:int8-dynamic", "heads4last3:int8-dynamic"):
+    for spec in ("hidden256:int8-dynamic", "layers3+hidden256:int8-dynamic", "heads4last3:int8-dynamic",
+                 "layers2:int8-dynamic", "layers2+ffn50:int8-dynamic"):
         assert spec in full
-    assert len(full) == len(set(full)) == 15
+    assert len(full) == len(set(full)) == 17
     # heads4last3 removes as many heads as heads8 does, all from the upper half of the layers
     assert sum(shape_after(MINILM, parse_candidate("heads4last3", "cpu").steps).heads) == \
         sum(shape_after(MINILM, parse_candidate("heads8", "cpu").steps).heads)
@@ -155,7 +156,8 @@ def test_expected_cost_and_order():
     assert expected_speedup(parse_candidate("base", "cpu"), MINILM, SEQ, "cpu") == pytest.approx(4.4)
     ordered = specs(order_candidates(preset_candidates("full", MINILM, "cpu"), MINILM, SEQ, "cpu"))
     assert ordered[0] == "base:int8-dynamic"  # the standard recipe first: cheap, and every report compares with it
-    assert ordered[1:3] == ["layers3+hidden256:int8-dynamic", "layers3+ffn50:int8-dynamic"]
+    assert ordered[1:5] == ["layers2+ffn50:int8-dynamic", "layers2:int8-dynamic", "layers3+hidden256:int8-dynamic",
+                            "layers3+ffn50:int8-dynamic"]
     assert ordered.index("layers3:int8-dynamic") < ordered.index("layers4:int8-dynamic") < \
         ordered.index("heads8:int8-dynamic")
     assert ordered.index("layers3:int8-dynamic") < ordered.index("layers3:int8-static")

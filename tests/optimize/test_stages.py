@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from bertc.bench.config import BenchConfig
 from bertc.compress.config import DistillConfig, DistillLoss, PruneConfig
-from bertc.data.config import Columns, DataConfig
+from bertc.data.config import Columns, DataConfig, TransferConfig
 from bertc.export.config import DynamicQuantConfig, ExportConfig, Fp16Config, QuantizeConfig, StaticQuantConfig
 from bertc.finetune.config import FinetuneConfig
 from bertc.optimize.config import DISTILL_LR, FINETUNE_LR, RECOVER_LR, OptimizeConfig, SelectConfig
@@ -38,9 +41,10 @@ def test_train_config_carries_the_runs_batch_length_and_seed():
         lr=1e-4, epochs=2.0, batch_size=16, max_length=64, seed=7, device="auto", save_steps=200, logging_steps=20)
 
 
-def test_task_data_takes_the_first_rows_and_evaluates_on_the_selection_slice():
+def test_task_data_takes_the_first_rows_and_evaluates_on_a_split_of_them_not_the_selection_slice():
     assert task_data(config(), PLAN, 1000) == DataConfig(
-        train="/d/train.tsv", eval="/d/dev.tsv", max_train_samples=1000, max_eval_samples=400, seed=7, **COLUMNS)
+        train="/d/train.tsv", eval=None, val_fraction=0.05, max_train_samples=1000, max_eval_samples=1000, seed=7,
+        **COLUMNS)
     assert task_data(config(), PLAN, None).max_train_samples is None
 
 
@@ -52,13 +56,36 @@ def test_the_finetune_stage_uses_the_preset_unless_options_are_given():
     tuned = finetune_stage(config(lr=3e-5, finetune_epochs=2.5, finetune_samples=100), PLAN).config
     assert (tuned.train.lr, tuned.train.epochs, tuned.data.max_train_samples) == (3e-5, 2.5, 100)
     assert finetune_stage(config(), PLAN).input is None  # the embedded MiniLM
+    assert finetune_stage(config(), PLAN).config.search is None  # quick: no search
+
+
+def test_the_full_preset_searches_the_learning_rate_then_trains_on_every_row():
+    full = OptimizeConfig(train="/d", seed=7)
+    finetune = finetune_stage(full, PLAN).config
+    assert (finetune.search, finetune.trials, finetune.search_samples) == ("lr=3e-5:1.5e-4:log", 4, 4000)
+    assert finetune.data.max_train_samples is None and finetune.train.epochs == 2.0
+    assert finetune_stage(OptimizeConfig(train="/d", search="none"), PLAN).config.search is None
+    assert finetune_stage(OptimizeConfig(train="/d", lr=5e-5), PLAN).config.search is None  # a fixed lr: no search
+    given = finetune_stage(OptimizeConfig(train="/d", search="batch_size=16|32", trials=2), PLAN).config
+    assert (given.search, given.trials) == ("batch_size=16|32", 2)
+    # one search trial per 4,000 rows, then 2 epochs of all 5,000
+    assert full.finetune_rows_seen(5000) == 4 * 4000 + 2 * 5000
+    assert OptimizeConfig(train="/d", preset="quick").finetune_rows_seen(5000) == 4000
+
+
+def test_the_full_preset_distils_on_an_augmented_transfer_set_but_not_for_sentence_pairs():
+    full = OptimizeConfig(train="/d", seed=7, unlabeled="extra.txt")
+    transfer = compression_stage(full, PLAN, "layers2", Step("layers", 2), "finetune").config.transfer
+    assert transfer == TransferConfig(unlabeled=str(Path("extra.txt").resolve()), augment_copies=1, seed=7)
+    pairs = dataclasses.replace(PLAN, pairs=True)
+    assert compression_stage(full, pairs, "layers2", Step("layers", 2), "finetune").config.transfer.augment_copies == 0
 
 
 def test_fewer_layers_are_distilled_with_hidden_and_attention_losses():
     stage = compression_stage(config(), PLAN, "layers3", Step("layers", 3), "finetune")
     assert stage == RecipeStage("layers3", "distill", DistillConfig(
         student_layers=3, data=task_data(config(), PLAN, 4000), train=train_config(config(), DISTILL_LR),
-        loss=DistillLoss(hidden_weight=1.0, attention_weight=1.0)), "finetune")
+        loss=DistillLoss(hidden_weight=1.0, attention_weight=1.0), transfer=TransferConfig(seed=7)), "finetune")
 
 
 @pytest.mark.parametrize("step, targets", [(Step("heads", 8), {"heads": 8}), (Step("ffn", 50), {"ffn": 0.5})])
