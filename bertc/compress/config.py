@@ -46,7 +46,7 @@ class DistillLoss:
 LayerStrategy = Literal["importance", "top", "alternate"]
 
 
-ImportanceMethod = Literal["auto", "gradient", "magnitude"]
+ImportanceMethod = Literal["auto", "gradient", "activation", "magnitude"]
 
 
 Activation = Literal["gelu_tanh", "gelu_fast", "relu"]
@@ -111,7 +111,8 @@ class PruneConfig:
     vocab_top: int = 0  # with --vocab, also keep the tokenizer's N lowest-id (most common) tokens
     max_positions: int | None = None  # keep N position embeddings: the longest input, in tokens, the model will read
     activation: Activation | None = None  # replace the FFN activation (GELU) with a cheaper approximation
-    importance: ImportanceMethod = "auto"  # gradient (needs data), magnitude, or auto: gradient when data exists
+    importance: ImportanceMethod = "auto"  # gradient or activation (need data), magnitude, or auto: gradient when
+    #                                        data exists
     importance_samples: int = 512  # labelled examples used to score heads, neurons and layers
     data: DataConfig = field(default_factory=DataConfig)
     recover: TrainConfig | None = None  # fine-tune after pruning with these options (None: no recovery)

@@ -11,6 +11,11 @@ Layers are scored by ablation instead: the loss on the sample once a layer is re
 layer is too large a change for a first-order estimate. Removal is greedy (drop the least harmful layer,
 measure again), so layers that only matter together are not both removed.
 
+Activation importance follows Minitron (Muralidharan et al. 2024, "Compact Language Models via Pruning and
+Knowledge Distillation"): forward passes only, no labels. A head scores the L2 norm of its slice of the
+attention context, a neuron the magnitude of its activation, a hidden channel the magnitude of its residual-stream
+LayerNorm outputs, each summed over the real (unpadded) tokens of the sample.
+
 Without data, a weight-magnitude criterion scores heads by ||W_value[h]|| * ||W_out[:, h]|| and neurons by
 ||W_in[n]|| * ||W_out[:, n]||: a bound on how much they can add to the residual stream. It cannot rank layers.
 """
@@ -32,7 +37,7 @@ from bertc.modeling import PrunedAttention, base_model, encoder_layers, family_o
 
 @dataclass
 class ImportanceScores:
-    method: str  # "gradient" (Michel et al. 2019) or "magnitude" (weight norms, no data)
+    method: str  # "gradient" (Michel et al. 2019), "activation" (Minitron) or "magnitude" (weight norms, no data)
     heads: list[list[float]]  # per layer, per head; [] for a layer whose attention was removed
     ffn: list[list[float]]  # per layer, per intermediate neuron
     hidden: list[float] = field(default_factory=list)  # per hidden (residual-stream) channel
@@ -53,14 +58,16 @@ class ImportanceScores:
 
 def compute_importance(model, tokenizer=None, dataset: TextDataset | None = None, label2id: dict | None = None, *,
                        samples: int = 512, max_length: int = 128, batch_size: int = 32, seed: int = 42,
-                       layer_drops: int = 0) -> ImportanceScores:
-    """Gradient importance on a sample of ``dataset`` when given, else weight magnitude.
+                       layer_drops: int = 0, method: str = "gradient") -> ImportanceScores:
+    """``method`` importance (gradient or activation) on a sample of ``dataset`` when given, else weight magnitude.
 
     ``layer_drops`` is how many rounds of greedy layer removal to measure (0: do not score layers).
     """
     if dataset is None:
         return magnitude_importance(model)
     batches = importance_batches(tokenizer, dataset, label2id, max_length, samples, batch_size, seed)
+    if method == "activation":
+        return activation_importance(model, batches, layer_drops=layer_drops)
     return gradient_importance(model, batches, layer_drops=layer_drops)
 
 
@@ -135,10 +142,71 @@ def gradient_importance(model, batches: list[dict], layer_drops: int = 0) -> Imp
     return scores
 
 
+@torch.no_grad()
+def activation_importance(model, batches: list[dict], layer_drops: int = 0) -> ImportanceScores:
+    """Head, neuron and hidden-channel scores from forward passes (Minitron); greedy layer ablation when
+    ``layer_drops``, which needs the batches' labels."""
+    family, layers = family_of(model), encoder_layers(model)
+    head_dim = head_size(model)
+    device = next(model.parameters()).device
+    heads = [torch.zeros(layer_heads(layer, model), dtype=torch.float64) for layer in layers]
+    ffn = [torch.zeros(family.ffn_size(layer), dtype=torch.float64) for layer in layers]
+    hidden = torch.zeros(model.config.hidden_size, dtype=torch.float64)
+    real = {}  # the current batch's attention mask as (batch, seq, 1): padding must not score
+
+    def add(scores: torch.Tensor, values: torch.Tensor) -> None:  # values (batch, seq, units)
+        scores.add_((values * real["mask"]).sum(dim=(0, 1)).double().cpu())
+
+    def head_norms(scores):
+        return lambda module, args: add(scores, args[0].unflatten(-1, (-1, head_dim)).norm(dim=-1))
+
+    def magnitudes(scores):
+        return lambda module, args: add(scores, args[0].abs())
+
+    handles = []
+    for i, layer in enumerate(layers):
+        if not family.headless(layer):
+            handles.append(family.attention_out(layer).register_forward_pre_hook(head_norms(heads[i])))
+        handles.append(family.ffn_out(layer).register_forward_pre_hook(magnitudes(ffn[i])))
+    if family.width_surgery:
+        handles.extend(norm.register_forward_hook(lambda module, args, output: add(hidden, output.abs()))
+                       for norm in residual_outputs(model))
+    was_training = model.training
+    model.eval()
+    total_loss, count = 0.0, 0
+    try:
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            real["mask"] = batch["attention_mask"].unsqueeze(-1).to(torch.float32)
+            logits = model(**batch).logits.float()
+            total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            count += len(labels)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    scores = ImportanceScores(method="activation", heads=[h.tolist() for h in heads], ffn=[f.tolist() for f in ffn],
+                              hidden=hidden.tolist() if family.width_surgery else [],
+                              base_loss=total_loss / max(count, 1), samples=count)
+    if layer_drops:
+        scores.layer_order, scores.layer_rounds = greedy_layer_order(model, batches, layer_drops)
+    return scores
+
+
+def residual_outputs(model) -> list[nn.Module]:
+    """The modules whose outputs are the residual stream of a post-LN encoder: its LayerNorms, and ELECTRA's
+    projection of narrower embeddings into it."""
+    project = getattr(base_model(model), "embeddings_project", None)
+    return residual_norms(model) + ([project] if project is not None else [])
+
+
 def residual_norms(model) -> list[nn.LayerNorm]:
     """The LayerNorms whose outputs are the residual stream of a post-LN encoder: every hidden channel of the
-    model is one of their channels."""
-    norms = [base_model(model).embeddings.LayerNorm]
+    model is one of their channels (an embedding LayerNorm narrower than the stream is projected into it, so it
+    is not one of them)."""
+    base = base_model(model)
+    norms = [] if getattr(base, "embeddings_project", None) is not None else [base.embeddings.LayerNorm]
     for layer in encoder_layers(model):
         attention = layer.attention
         norms.append(attention.LayerNorm if isinstance(attention, PrunedAttention) else attention.output.LayerNorm)
@@ -147,15 +215,15 @@ def residual_norms(model) -> list[nn.LayerNorm]:
 
 
 class HiddenChannelGate:
-    """Gradient importance of hidden channels: a gate shared by every residual-stream LayerNorm output (CoFi's
-    hidden mask) has, per example, dL/dgate_c = sum over those outputs and tokens of y_c * g_c; the score is its
+    """Gradient importance of hidden channels: a gate shared by every residual-stream output (CoFi's hidden
+    mask) has, per example, dL/dgate_c = sum over those outputs and tokens of y_c * g_c; the score is its
     absolute value summed over examples."""
 
     def __init__(self, model):
         width = model.config.hidden_size
         self.scores = torch.zeros(width, dtype=torch.float64)
         self.batch: torch.Tensor | None = None
-        self.handles = [norm.register_forward_hook(self.hook) for norm in residual_norms(model)]
+        self.handles = [module.register_forward_hook(self.hook) for module in residual_outputs(model)]
 
     def hook(self, module, args, output):
         def accumulate(g):
@@ -236,9 +304,10 @@ def magnitude_importance(model) -> ImportanceScores:
 
 
 def hidden_magnitude(model) -> list[float]:
-    """Without data: a channel's mean LayerNorm scale over the residual stream times its word-embedding norm."""
+    """Without data: a channel's mean LayerNorm scale over the residual stream times the norm of what the
+    embeddings write into it (the word embeddings' column, or ELECTRA's projection row)."""
     scale = torch.stack([norm.weight.abs() for norm in residual_norms(model)]).mean(0)
-    embedding = base_model(model).embeddings.word_embeddings.weight
-    if embedding.shape[1] != scale.shape[0]:  # ELECTRA's narrower embeddings are projected: their norm says nothing
-        return scale.double().tolist()
-    return (scale * embedding.norm(dim=0)).double().tolist()
+    base = base_model(model)
+    project = getattr(base, "embeddings_project", None)
+    written = project.weight.norm(dim=1) if project is not None else base.embeddings.word_embeddings.weight.norm(dim=0)
+    return (scale * written).double().tolist()

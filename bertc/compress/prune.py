@@ -105,7 +105,7 @@ def prune(src: Path | str, config: PruneConfig, out: Path | str, *, overwrite: b
 @dataclass
 class PruneResult:
     model: object  # the pruned (and recovered) model
-    importance: str  # how importance was scored: "gradient" (on data) or "magnitude"
+    importance: str  # how importance was scored: "gradient" or "activation" (on data), or "magnitude"
     before: dict  # size of the model as given (bertc.compress.flops.size_report)
     after: dict  # size of the pruned model
     steps: list[dict]  # what each step scored, kept and recovered (in the given model's numbering)
@@ -139,7 +139,7 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
     check_data_needs(config, data is not None, "none was given")
     if config.vocab is not None and not vocab_texts:
         raise BertcError(f"--vocab {config.vocab} has no texts; pass a data file with a text column")
-    use_gradient = uses_gradient(config, data is not None)
+    method = importance_method(config, data is not None)
     device = str(next(model.parameters()).device)
     label2id = {label: i for i, label in enumerate(labels)}
     before = size_report(model, max_length)
@@ -173,9 +173,9 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
         else:
             steps_left = config.iterative - step + 1
             drops = layer_drops_needed(config, len(origins), steps_left)
-            scores = compute_importance(model, tokenizer, data.train if use_gradient else None, label2id,
+            scores = compute_importance(model, tokenizer, data.train if method != "magnitude" else None, label2id,
                                         samples=config.importance_samples, max_length=max_length,
-                                        seed=config.data.seed + step, layer_drops=drops)
+                                        seed=config.data.seed + step, layer_drops=drops, method=method)
             kept = prune_model_(model, config, scores, steps_left=steps_left, start=start, origins=origins)
             record = step_record(step, scores, kept, origins, head_origins)
             if kept["kept_hidden"] is not None:
@@ -203,7 +203,7 @@ def prune_(model, tokenizer, config: PruneConfig, data: PreparedData | None, wor
     final = None
     if data is not None and len(data.eval):
         final = {**evaluate(model, tokenizer, labels, data, max_length), "data": data.eval.source}
-    return PruneResult(model=model, importance="gradient" if use_gradient else "magnitude", before=before,
+    return PruneResult(model=model, importance=method, before=before,
                        after=size_report(model, max_length), steps=steps, kept_layers=origins,
                        kept_heads=head_origins, tokenizer=tokenizer, edits=edits, eval=final, logs=logs)
 
@@ -225,7 +225,7 @@ def artifact_records(result: PruneResult, work_dir: Path, data_source: str | Non
     """The manifest's ``compression`` record and the files beside the model: what each step decided
     (``importance.json``) and, after recovery, the training log of all steps."""
     importance_file = work_dir / IMPORTANCE_FILE
-    importance_file.write_text(json.dumps({"data": data_source if result.importance == "gradient" else None,
+    importance_file.write_text(json.dumps({"data": data_source if result.importance != "magnitude" else None,
                                            "steps": result.steps}, indent=1) + "\n")
     extra_files = {IMPORTANCE_FILE: importance_file}
     if result.logs:
@@ -237,19 +237,24 @@ def artifact_records(result: PruneResult, work_dir: Path, data_source: str | Non
     return compression, extra_files
 
 
-def uses_gradient(config: PruneConfig, has_data: bool) -> bool:
-    """Whether importance is scored on data (only structural pruning scores importance at all)."""
-    return config.prunes_structure and (config.importance == "gradient" or (config.importance == "auto" and has_data))
+def importance_method(config: PruneConfig, has_data: bool) -> str:
+    """How importance is scored: on data ("gradient", "activation") or by weight "magnitude" (also when nothing
+    is pruned structurally, since then nothing is scored at all)."""
+    if not config.prunes_structure or config.importance == "magnitude":
+        return "magnitude"
+    if config.importance == "auto":
+        return "gradient" if has_data else "magnitude"
+    return config.importance
 
 
 def check_data_needs(config: PruneConfig, has_data: bool, why_none: str) -> None:
     """What ``config`` cannot do without labelled data: one error listing all of it (``why_none``: why none)."""
     problems = []
-    if uses_gradient(config, has_data) and not has_data:
-        problems.append(f"--importance gradient needs labelled data ({why_none}); pass --data")
+    if (method := importance_method(config, has_data)) != "magnitude" and not has_data:
+        problems.append(f"--importance {method} needs labelled data ({why_none}); pass --data")
     if config.recover is not None and not has_data:
         problems.append(f"recovery training needs labelled data ({why_none}); pass --data")
-    if not uses_gradient(config, has_data) and config.layers is not None and config.layer_strategy == "importance":
+    if method == "magnitude" and config.layers is not None and config.layer_strategy == "importance":
         problems.append("layer importance is measured on data and magnitude scoring cannot rank layers; pass "
                         "--data, or --layer-strategy top or alternate")
     if problems:

@@ -145,6 +145,84 @@ def test_dead_hidden_channels_score_zero_and_go_first(tiny_bert_dir, tiny_data):
     assert not set(kept["kept_hidden"]) & set(dead.tolist())
 
 
+def test_activation_importance_scores_dead_units_zero_and_ignores_padding(tiny_bert_dir, tiny_data):
+    """Minitron's activation importance: a head whose values are zero, a neuron whose input is zero (GELU(0) = 0)
+    and a channel that is zero in every residual LayerNorm score exactly 0 and are pruned first; the scores do
+    not depend on how the sample was padded into batches."""
+    model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
+    dead_channels = torch.tensor([3, 17, 30])
+    base = model.bert
+    with torch.no_grad():
+        for norm in [base.embeddings.LayerNorm] + [m for layer in encoder_layers(model)
+                                                    for m in (layer.attention.output.LayerNorm,
+                                                              layer.output.LayerNorm)]:
+            norm.weight[dead_channels] = 0
+            norm.bias[dead_channels] = 0
+        for layer in encoder_layers(model):
+            layer.attention.self.value.weight[8:16] = 0  # head 1 of 4 (8 channels each)
+            layer.attention.self.value.bias[8:16] = 0
+            layer.intermediate.dense.weight[:5] = 0  # neurons 0-4
+            layer.intermediate.dense.bias[:5] = 0
+    data = prepare_data(DataConfig(train=str(tiny_data))).train
+    score = dict(tokenizer=tokenizer, dataset=data, label2id={"0": 0, "1": 1}, samples=64, max_length=32,
+                 method="activation")
+    scores = compute_importance(model, **score)
+    assert scores.method == "activation" and scores.samples == 64
+    for heads, ffn in zip(scores.heads, scores.ffn):
+        assert heads[1] == 0 and min(heads[0], heads[2], heads[3]) > 0
+        assert ffn[:5] == [0.0] * 5 and min(ffn[5:]) > 0
+    assert [i for i, value in enumerate(scores.hidden) if value == 0] == dead_channels.tolist()
+    unpadded = compute_importance(model, **score, batch_size=1)
+    for padded_layer, unpadded_layer in zip(scores.heads + scores.ffn, unpadded.heads + unpadded.ffn):
+        assert torch.allclose(torch.tensor(padded_layer), torch.tensor(unpadded_layer), rtol=1e-4)
+    assert torch.allclose(torch.tensor(scores.hidden), torch.tensor(unpadded.hidden), rtol=1e-4)
+    kept = prune_model_(model, PruneConfig(heads=3, ffn_size=59, hidden=24), scores)
+    assert all(1 not in heads for heads in kept["kept_heads"])
+    assert all(not set(range(5)) & set(neurons) for neurons in kept["kept_neurons"])
+    assert not set(kept["kept_hidden"]) & set(dead_channels.tolist())
+
+
+def test_activation_importance_through_the_cli(tiny_artifact, tmp_path):
+    out = tmp_path / "p"
+    result = runner.invoke(app, ["prune", str(tiny_artifact), "--out", str(out), "--heads", "2", "--hidden", "24",
+                                 "--importance", "activation", "--importance-samples", "32"])
+    assert result.exit_code == 0, result.output
+    assert read_manifest(out)["compression"]["importance"] == "activation"
+    step = json.loads((out / "importance.json").read_text())["steps"][0]
+    assert step["method"] == "activation" and len(step["hidden_kept"]) == 24
+    assert load_model(out).config.hidden_size == 24
+
+
+@pytest.mark.parametrize("method", ["gradient", "activation", "magnitude"])
+def test_electra_with_narrow_embeddings_loses_hidden_channels_after_the_projection(tiny_bert_dir, tiny_data,
+                                                                                   tmp_path, method):
+    """ELECTRA's 16-wide embeddings are projected into its 32-wide residual stream: --hidden 24 scores only the
+    residual channels, keeps the embeddings whole and narrows the projection's output; the model reloads with
+    the same logits (to float rounding: the reload may pick another attention kernel) and exports with ONNX logits matching PyTorch."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, ElectraConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    config = ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager").eval()
+    data = prepare_data(DataConfig(train=str(tiny_data))).train
+    scores = (compute_importance(model) if method == "magnitude" else
+              compute_importance(model, tokenizer, data, {"0": 0, "1": 1}, samples=32, max_length=32, method=method))
+    assert len(scores.hidden) == 32 and min(scores.hidden) >= 0 and max(scores.hidden) > 0
+    kept = prune_model_(model, PruneConfig(hidden=24), scores)
+    assert len(kept["kept_hidden"]) == 24
+    assert model.electra.embeddings.word_embeddings.weight.shape[1] == 16
+    assert model.electra.embeddings_project.weight.shape == (24, 16)
+    assert (model.config.hidden_size, model.config.embedding_size) == (24, 16)
+    model.config.id2label, model.config.label2id = {0: "0", 1: "1"}, {"0": 0, "1": 1}
+    out = save_artifact(tmp_path / "a", model, tokenizer, stage="prune", config={}, task={"labels": ["0", "1"]})
+    expected = logits(model, tokenizer)
+    torch.testing.assert_close(logits(load_model(out), tokenizer), expected, atol=1e-5, rtol=1e-4)
+    onnx = export(out, ExportConfig(verify_samples=8), tmp_path / "onnx")
+    assert abs(load_predictor(onnx).logits(TEXTS) - expected.numpy()).max() < 1e-4
+
+
 def test_hidden_and_heads_in_one_step_export_fused(tiny_artifact, tmp_path):
     """--hidden 16 --heads 2: a 16-wide model with 2 heads of 8 per layer, exported with every fused Attention
     node's num_heads matching its layer and ONNX logits matching PyTorch."""
