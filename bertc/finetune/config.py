@@ -16,6 +16,7 @@ SEARCHABLE = ("lr", "batch_size", "schedule", "epochs", "warmup", "weight_decay"
               "max_grad_norm", "poly_power", "exp_final_factor", "layer_lr_decay", "grad_accum")
 ALIASES = {"learning_rate": "lr", "scheduler": "schedule", "lr_schedule": "schedule", "num_epochs": "epochs"}
 DEFAULT_TRIALS = 10
+EVALUATIONS_PER_EPOCH = 4  # of a search trial (per trial when --max-steps fixes its length): where trials compare
 SYNTAX = "name=low:high, name=low:high:log or name=a|b|c"
 
 

@@ -26,13 +26,12 @@ from bertc.data.batching import to_hf_dataset
 from bertc.data.load import TextDataset
 from bertc.data.prepare import PreparedData
 from bertc.errors import BertcError
-from bertc.finetune.config import FinetuneConfig, SearchParam
+from bertc.finetune.config import EVALUATIONS_PER_EPOCH, FinetuneConfig, SearchParam
 from bertc.training.callbacks import ProgressCallback
 from bertc.training.config import TrainConfig
 from bertc.training.trainer import BertcTrainer, check_device, compute_metrics, training_arguments
 from bertc.training.workdir import CONFIG_FILE, has_checkpoint
 
-EVALUATIONS_PER_EPOCH = 4  # (per trial when --max-steps fixes its length): the points where trials are compared
 OBJECTIVE = "eval_accuracy"
 STUDY = "bertc-finetune-search"
 

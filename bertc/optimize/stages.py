@@ -21,7 +21,15 @@ from bertc.export.config import (
     StaticQuantConfig,
 )
 from bertc.finetune.config import FinetuneConfig
-from bertc.optimize.config import DISTILL_LR, FINETUNE_LR, RECOVER_LR, OptimizeConfig, SelectConfig
+from bertc.optimize.config import (
+    DISTILL_LR,
+    FINETUNE_LR,
+    RECOVER_LR,
+    STAGE_EVAL_FRACTION,
+    STAGE_EVAL_ROWS,
+    OptimizeConfig,
+    SelectConfig,
+)
 from bertc.optimize.plan import DataPlan
 from bertc.optimize.recipe import RecipeStage
 from bertc.optimize.search import Candidate, Step
@@ -42,7 +50,6 @@ def column_options(plan: DataPlan) -> dict:
 
 # What a training stage evaluates on (to keep its best checkpoint, to score search trials): a stratified 5% of
 # its training rows, at most 1,000, so the selection slice stays held out from every choice made in training.
-STAGE_EVAL_FRACTION, STAGE_EVAL_ROWS = 0.05, 1000
 
 
 def task_data(config: OptimizeConfig, plan: DataPlan, samples: int | None) -> DataConfig:

@@ -198,7 +198,8 @@ def test_electra_with_narrow_embeddings_loses_hidden_channels_after_the_projecti
                                                                                    tmp_path, method):
     """ELECTRA's 16-wide embeddings are projected into its 32-wide residual stream: --hidden 24 scores only the
     residual channels, keeps the embeddings whole and narrows the projection's output; the model reloads with
-    the same logits (to float rounding: the reload may pick another attention kernel) and exports with ONNX logits matching PyTorch."""
+    the same logits (to float rounding: the reload may pick another attention kernel) and exports with ONNX
+    logits matching PyTorch."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, ElectraConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)

@@ -68,8 +68,10 @@ def test_the_full_preset_searches_the_learning_rate_then_trains_on_every_row():
     assert finetune_stage(OptimizeConfig(train="/d", lr=5e-5), PLAN).config.search is None  # a fixed lr: no search
     given = finetune_stage(OptimizeConfig(train="/d", search="batch_size=16|32", trials=2), PLAN).config
     assert (given.search, given.trials) == ("batch_size=16|32", 2)
-    # one search trial per 4,000 rows, then 2 epochs of all 5,000
-    assert full.finetune_rows_seen(5000) == 4 * 4000 + 2 * 5000
+    # 4 search trials of 2 epochs on 4,000 rows, each evaluating 250 rows (5%) 4 times an epoch at a third of a
+    # training row's cost, then 2 epochs of all 5,000
+    assert full.finetune_rows_seen(5000) == pytest.approx(4 * 2 * (4000 + 4 * 250 / 3) + 2 * 5000)
+    assert full.finetune_rows_seen(60000) == pytest.approx(4 * 2 * (4000 + 4 * 1000 / 3) + 2 * 60000)
     assert OptimizeConfig(train="/d", preset="quick").finetune_rows_seen(5000) == 4000
 
 
