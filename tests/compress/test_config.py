@@ -12,7 +12,7 @@ from tests.conftest import quick_train_config
 
 @pytest.mark.parametrize("options, message", [
     ({"heads": 2, "layer_strategy": "random"}, "--layer-strategy 'random' is not one of importance, top, alternate"),
-    ({"heads": 2, "importance": "fisher"}, "--importance 'fisher' is not one of auto, gradient, magnitude"),
+    ({"heads": 2, "importance": "fisher"}, "--importance 'fisher' is not one of auto, gradient, activation, magnitude"),
     ({"heads": "2"}, "--heads must be a whole number, got '2'"),
     ({"ffn": math.nan}, "--ffn must be a finite number, got nan"),
     ({"heads": 2, "iterative": 1.5}, "--iterative must be a whole number, got 1.5"),
