@@ -238,8 +238,7 @@ def artifact_records(result: PruneResult, work_dir: Path, data_source: str | Non
 
 
 def importance_method(config: PruneConfig, has_data: bool) -> str:
-    """How importance is scored: on data ("gradient", "activation") or by weight "magnitude" (also when nothing
-    is pruned structurally, since then nothing is scored at all)."""
+    """How importance is scored: on data ("gradient", "activation") or by weight "magnitude" (or none needed)."""
     if not config.prunes_structure or config.importance == "magnitude":
         return "magnitude"
     if config.importance == "auto":
