@@ -132,9 +132,10 @@ class DistillTrainer(BertcTrainer):
     """BertcTrainer whose training loss is the distillation loss; evaluation keeps plain cross-entropy.
 
     It trains on the transfer set (``transfer``: the labelled rows and any extra ones, each example carrying its row
-    in the teacher's logits), which replaces the training set ``train_model`` encoded. The teacher's logits are
-    read from ``cache_file`` or computed once before training; the teacher runs during training only for the
-    intermediate losses, which need its layers' outputs."""
+    in the teacher's logits), which replaces the training set ``train_model`` encoded. With soft and hard losses
+    only, the teacher's logits are read from ``cache_file`` or computed once before training and the teacher
+    never runs during it; the intermediate losses need its layers' outputs on every batch, and then the logits
+    come from that same pass (a cache would cost one more pass over the whole transfer set)."""
 
     def __init__(self, *args, teacher, loss_config: DistillLoss, layer_map: list[int], transfer: TransferSet,
                  cache_file: Path, teacher_channels: list[int] | None = None,
@@ -142,8 +143,6 @@ class DistillTrainer(BertcTrainer):
         kwargs["train_dataset"] = transfer.dataset()
         super().__init__(*args, **kwargs)
         device = self.args.device
-        self.teacher_logits = cached_teacher_logits(teacher, transfer, cache_file,
-                                                    self.args.per_device_eval_batch_size, device).to(device)
         self.teacher_channels = (torch.tensor(teacher_channels, device=device)
                                  if teacher_channels is not None else None)
         self.hidden_projection = hidden_projection
@@ -152,6 +151,8 @@ class DistillTrainer(BertcTrainer):
         hidden, attention = loss_config.hidden_weight > 0, loss_config.attention_weight > 0
         # runs under no_grad, only for its internals; its parameters are left as given
         self.teacher = teacher.to(device).eval() if loss_config.intermediate else None
+        self.teacher_logits = None if self.teacher is not None else cached_teacher_logits(
+            teacher, transfer, cache_file, self.args.per_device_eval_batch_size, device).to(device)
         self.student_taps = LayerTaps(self.model, hidden, attention) if loss_config.intermediate else None
         self.teacher_taps = LayerTaps(self.teacher, hidden, attention) if loss_config.intermediate else None
         self.loss_sums: dict[str, float] = defaultdict(float)
@@ -168,10 +169,11 @@ class DistillTrainer(BertcTrainer):
                                         num_items_in_batch=num_items_in_batch)
         features = {k: v for k, v in inputs.items() if k not in ("labels", ROW_COLUMN)}
         outputs = model(**features)
-        teacher_logits = self.teacher_logits[inputs[ROW_COLUMN].to(self.teacher_logits.device)]
-        if self.teacher is not None:  # fills the teacher's taps; its logits are the cached ones
+        if self.teacher is not None:  # fills the teacher's taps too
             with torch.no_grad():
-                self.teacher(**teacher_inputs_for(self.teacher, features))
+                teacher_logits = self.teacher(**teacher_inputs_for(self.teacher, features)).logits
+        else:
+            teacher_logits = self.teacher_logits[inputs[ROW_COLUMN].to(self.teacher_logits.device)]
         loss, parts = distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.loss_config,
                                         attention_mask=features.get("attention_mask"), pairs=self.pairs,
                                         student_taps=self.student_taps, teacher_taps=self.teacher_taps,

@@ -1,5 +1,6 @@
 """The transfer set of a distillation: the rows a student learns from, each model's own tokens for them, and the
-teacher's logits for every row, computed once and cached in the work directory.
+teacher's logits for every row, computed once and cached in the work directory (when only soft and hard losses
+are used: the intermediate losses run the teacher on every batch, which gives its logits too).
 
 Soft labels need only each example's logits, so teacher and student may use different tokenizers: each reads the
 raw text in its own tokens, and row ``i`` of the student's batches finds its soft label as row ``i`` of the cached
@@ -9,7 +10,7 @@ every row.
 
 Only logits are cached. The hidden states of every layer would take rows x tokens x hidden size x layers floats
 (60,000 rows of 64 tokens of MiniLM's 6 x 384 are 35 GB in fp32), so the intermediate losses, which need them, run
-the teacher live on each batch.
+the teacher live on each batch, and take its logits from that pass.
 """
 
 from __future__ import annotations

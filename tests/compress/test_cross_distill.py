@@ -149,8 +149,8 @@ def test_with_soft_and_hard_labels_only_the_teacher_runs_once_per_row_before_tra
     assert calls == []
 
 
-def test_intermediate_losses_run_the_teacher_live_but_take_its_logits_from_the_cache(tiny_artifact, teacher_data,
-                                                                                     tmp_path, monkeypatch):
+def test_intermediate_losses_take_the_teacher_logits_from_its_live_pass(tiny_artifact, teacher_data, tmp_path,
+                                                                        monkeypatch):
     teacher = load_artifact(tiny_artifact)
     student = make_student(teacher.model, [1])
     calls = count_calls(monkeypatch, teacher.model)
@@ -165,9 +165,11 @@ def test_intermediate_losses_run_the_teacher_live_but_take_its_logits_from_the_c
     distill_(student, teacher.model, teacher.tokenizer, teacher_data,
              {label: i for i, label in enumerate(LABELS)}, quick_train_config(max_steps=3, eval_batch_size=64),
              DistillLoss(hidden_weight=1.0), layer_map=[1], work_dir=tmp_path / "work")
-    assert len(calls) == 2 + 3  # the cache (96 rows in batches of 64), then one live pass per training step
+    assert calls == [False] * 3  # no pass to fill a cache: one live pass per training step, in eval mode
+    assert not (tmp_path / "work" / LOGITS_FILE).exists()
     reference = logits(teacher.model, teacher.tokenizer, teacher_data.train.texts)
-    assert all(any(torch.allclose(row, ref, atol=1e-5) for ref in reference) for row in used[0])
+    assert len(used) == 3 and all(any(torch.allclose(row, ref, atol=1e-5) for ref in reference)
+                                  for batch in used for row in batch)
 
 
 def test_a_narrower_student_learns_hidden_states_through_a_projection_it_does_not_keep(tiny_artifact, tmp_path,
