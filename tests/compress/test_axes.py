@@ -121,19 +121,23 @@ def test_keep_hidden_refuses_widths_heads_cannot_fill(classifier):
         keep_hidden_(classifier[0], torch.arange(12))
 
 
+def zero_hidden_channels_(model, channels: torch.Tensor) -> None:
+    """Make ``channels`` carry nothing: zero in the embedding LayerNorm and every residual LayerNorm of a BERT."""
+    norms = [model.bert.embeddings.LayerNorm] + [norm for layer in encoder_layers(model)
+                                                 for norm in (layer.attention.output.LayerNorm, layer.output.LayerNorm)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight[channels] = 0
+            norm.bias[channels] = 0
+
+
 def test_dead_hidden_channels_score_zero_and_go_first(tiny_bert_dir, tiny_data):
     """Channels that carry nothing anywhere (zero in the embeddings and every residual LayerNorm) have no
     gradient importance, and --hidden drops them first. (Outputs still change: the LayerNorm statistics now
     average over fewer channels.)"""
     model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
     dead = torch.tensor([3, 17, 30])
-    base = model.bert
-    with torch.no_grad():
-        for norm in [base.embeddings.LayerNorm] + [m for layer in encoder_layers(model)
-                                                    for m in (layer.attention.output.LayerNorm,
-                                                              layer.output.LayerNorm)]:
-            norm.weight[dead] = 0
-            norm.bias[dead] = 0
+    zero_hidden_channels_(model, dead)
     data = prepare_data(DataConfig(train=str(tiny_data))).train
     scores = compute_importance(model, tokenizer, data, {"0": 0, "1": 1}, samples=64, max_length=32)
     assert len(scores.hidden) == 32
@@ -151,13 +155,8 @@ def test_activation_importance_scores_dead_units_zero_and_ignores_padding(tiny_b
     not depend on how the sample was padded into batches."""
     model, tokenizer = load_pretrained_classifier(str(tiny_bert_dir), ["0", "1"])
     dead_channels = torch.tensor([3, 17, 30])
-    base = model.bert
+    zero_hidden_channels_(model, dead_channels)
     with torch.no_grad():
-        for norm in [base.embeddings.LayerNorm] + [m for layer in encoder_layers(model)
-                                                    for m in (layer.attention.output.LayerNorm,
-                                                              layer.output.LayerNorm)]:
-            norm.weight[dead_channels] = 0
-            norm.bias[dead_channels] = 0
         for layer in encoder_layers(model):
             layer.attention.self.value.weight[8:16] = 0  # head 1 of 4 (8 channels each)
             layer.attention.self.value.bias[8:16] = 0
