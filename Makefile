@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 # The CPU wheel first: an unpinned torch (or one pulled in by another package) is a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 SST2 ?= ../shared/data/sst2
+# pytest-xdist processes for `make test`: one per CPU, each with one thread (tests/conftest.py)
+TEST_WORKERS ?= auto
 
 .PHONY: setup demo test test-slow lint clean
 
@@ -20,7 +22,7 @@ demo: setup
 	SST2=$(SST2) VENV=$(VENV) bash scripts/demo.sh
 
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS)
 
 test-slow: setup
 	$(VENV)/bin/pytest -m slow

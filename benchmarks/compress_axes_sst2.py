@@ -27,6 +27,9 @@ layer by the exporter) and quantized to dynamic int8. Then, in one run:
   activation swaps also fused fp32 ONNX and PyTorch eager against the parent's;
 - disk size of each PyTorch artifact.
 
+With hidden256 it also prunes --hidden 256 twice without recovery, once by gradient and once by activation
+importance (Minitron), and scores both on test.tsv: which ranking keeps more before any training.
+
 Quality bar (issue 13): heads-last8 loses at most 0.5 points; hidden256 at most 1.5 points and at least 1.6x
 faster than the parent in fused int8 ONNX at batch 1; vocab gives the parent's label on 100% of test.tsv (any
 difference explained) and is at least 40% smaller on disk; the activation swaps are called faster only when the
@@ -217,11 +220,27 @@ def measure(pytorch: dict, onnx: dict, int8: dict, names: list[str], work: Path,
     result["shapes"] = {name: shape(path, onnx[name]) for name, path in pytorch.items()}
     for name, path in int8.items():
         result["shapes"][name]["int8_disk_bytes"] = disk_bytes(path)
+    if "hidden256" in names:
+        result["hidden_importance"] = importance_comparison(pytorch["parent"], work, test, args)
     if "vocab" in names:
         result["vocab_differences"] = explain_vocab_differences(pytorch["parent"], pytorch["vocab"], test,
                                                                 result["accuracy"]["pytorch"]["vocab"])
     result["checks"] = checks(result, names)
     return result
+
+
+def importance_comparison(parent: Path, work: Path, test, args) -> dict:
+    """--hidden 256 without recovery, channels ranked by gradient and by activation importance, on test.tsv: the
+    second's paired difference to the first is ``vs_gradient``."""
+    data = DataConfig(train=str(SST2 / "train.tsv"), eval=None, max_train_samples=256 if args.quick else None)
+    built = {}
+    for method in ("gradient", "activation"):
+        out = work / f"hidden256-{method}-unrecovered"
+        if not (args.reuse and is_artifact(out)):
+            prune(parent, PruneConfig(hidden=256, importance=method, data=data,
+                                      importance_samples=64 if args.quick else 512), out, overwrite=True)
+        built[method] = out
+    return accuracy_rows(built, test, "gradient")
 
 
 def shape(path: Path, onnx_path: Path) -> dict:
@@ -295,6 +314,11 @@ def print_table(result: dict) -> None:
                     print(f"  {name:<10} p50 {t['p50_ms']:.3f} ms (parent {latency[runtime]['parent']['p50_ms']:.3f})"
                           f"  speedup {t['speedup']:.2f}x [{t['speedup_min']:.2f}, {t['speedup_max']:.2f}]"
                           f"  {t['verdict']}")
+    if comparison := result.get("hidden_importance"):
+        vs = comparison["activation"]["vs_gradient"]
+        print(f"\n--hidden 256 without recovery: gradient importance {comparison['gradient']['accuracy']:.2f}%, "
+              f"activation importance {comparison['activation']['accuracy']:.2f}% "
+              f"({vs['difference']:+.2f} [{vs['low']:+.2f}, {vs['high']:+.2f}])")
     print()
     for c in result["checks"]:
         print(f"{'PASS' if c['ok'] else 'FAIL'}  {c['check']}: {c['value']} (bar {c['bar']})")

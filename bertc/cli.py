@@ -305,7 +305,7 @@ register("report", report, [
 OPTIMIZE = config_options(OptimizeConfig, flags={"start_from": "--from"}, defaults={"train": ...},
                           parsers={"time_budget": parse_duration},
                           helps={"time_budget": "Time for the whole run, e.g. 30m, 1.5h, 900s (a bare number is "
-                                                "minutes). Default: the preset's (quick: 15m, full: none)."})
+                                                "minutes). Default: the preset's (quick: 15m, full: 2.5h)."})
 OPTIMIZE_DIR = argument("out", Path, ..., "--out", option=True,
                         help="Output directory: stages/, report/, best/, recipe.toml, summary.md.")
 RUN_RESUME = argument("resume", bool, False, "--resume", option=True,

@@ -11,6 +11,11 @@ import pytest
 # Before transformers is imported: it reads these once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: each keeps to one thread, since two multi-threaded PyTorch processes
+    # on the same cores stall each other (spinning OpenMP threads wait on each other's cores).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from bertc.data.config import DataConfig  # noqa: E402
 from bertc.finetune.config import FinetuneConfig  # noqa: E402

@@ -18,11 +18,10 @@ Candidates that share a prefix share its artifacts: ``layers3`` is built once fo
 The search is plain logic over estimates, so it is tested without training anything:
 
 - order: by expected speedup over the fine-tuned model in PyTorch eager (analytic FLOPs of the pruned shape,
-  a per-layer overhead, and a prior factor per precision), fastest first;
+  a per-layer overhead, and a prior factor per precision), fastest first, students under half the layers last;
 - early stopping: a compression step whose selection accuracy already misses the budget ends its chain, and
   candidates at least as compressed in every dimension are skipped too;
-- speed pruning: once a candidate meets the budget, candidates expected to be clearly slower are skipped
-  (unless ``exhaustive``);
+- speed pruning: once a candidate meets the budget, those expected clearly slower are skipped (unless exhaustive);
 - time budget: a candidate starts only if its estimated remaining cost, plus finishing the run, fits.
 """
 
@@ -280,11 +279,13 @@ def at_least_as_compressed(a: PrunedShape, b: PrunedShape) -> bool:
 
 
 def order_candidates(candidates: list[Candidate], shape: Shape, seq_len: int, target: str) -> list[Candidate]:
-    """The standard recipe (the unpruned model, quantized) first: it is cheap and every report compares with it.
-    Then by expected speedup, fastest first; ties go to the shorter chain (cheaper to build)."""
+    """The standard recipe first (cheap; every report compares with it), then fastest expected first, ties to the
+    shorter chain; students keeping under half the layers last: likeliest to miss the budget, they must not spend
+    the time a safer cut needs, and are built after one meets it (if expected faster) while time is left."""
     def key(c: Candidate):
         standard = not c.steps and c.precision == ("int8-dynamic" if target == "cpu" else "fp16")
-        return (not standard, -round(expected_speedup(c, shape, seq_len, target), 6), len(c.steps), c.name)
+        deep_cut = 2 * shape_after(shape, c.steps).layers < shape.layers
+        return (not standard, deep_cut, -round(expected_speedup(c, shape, seq_len, target), 6), len(c.steps), c.name)
 
     return sorted(candidates, key=key)
 

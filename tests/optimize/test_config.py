@@ -15,6 +15,7 @@ def test_setting_is_the_option_when_given_else_the_presets():
     quick = OptimizeConfig(train="t.tsv", preset="quick")
     assert quick.setting("selection_samples") == 500 and quick.setting("time_budget") == 15 * 60
     assert OptimizeConfig(train="t.tsv").setting("selection_samples") == PRESETS["full"].selection_samples == 2000
+    assert OptimizeConfig(train="t.tsv").setting("time_budget") == 150 * 60  # issue 11: the full preset in 2.5 h
     given = OptimizeConfig(train="t.tsv", preset="quick", selection_samples=123, time_budget=60.0)
     assert given.setting("selection_samples") == 123 and given.setting("time_budget") == 60.0
     assert quick.setting("batch_sizes") == (1,) and quick.setting("memory") is False  # preset-only settings

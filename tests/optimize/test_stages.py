@@ -75,8 +75,10 @@ def test_the_full_preset_searches_the_learning_rate_then_trains_on_every_row():
     assert OptimizeConfig(train="/d", preset="quick").finetune_rows_seen(5000) == 4000
 
 
-def test_the_full_preset_distils_on_an_augmented_transfer_set_but_not_for_sentence_pairs():
-    full = OptimizeConfig(train="/d", seed=7, unlabeled="extra.txt")
+def test_students_distil_on_augmented_copies_when_asked_but_not_for_sentence_pairs():
+    assert compression_stage(OptimizeConfig(train="/d"), PLAN, "layers2", Step("layers", 2),
+                             "finetune").config.transfer.augment_copies == 0  # the full preset: labelled rows only
+    full = OptimizeConfig(train="/d", seed=7, unlabeled="extra.txt", augment_copies=1)
     transfer = compression_stage(full, PLAN, "layers2", Step("layers", 2), "finetune").config.transfer
     assert transfer == TransferConfig(unlabeled=str(Path("extra.txt").resolve()), augment_copies=1, seed=7)
     pairs = dataclasses.replace(PLAN, pairs=True)
