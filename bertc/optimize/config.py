@@ -40,10 +40,9 @@ PRESETS = {
     "quick": Preset(finetune_samples=4000, finetune_epochs=1.0, distill_samples=4000, recover_samples=2000,
                     importance_samples=256, selection_samples=500, bench_runs=100, batch_sizes=(1,), memory=False,
                     time_budget=15 * 60),
-    # The full search: the foundation's 16k-sample fine-tune; a student distilled on 60k samples (all of SST-2's
-    # train.tsv, about 20 minutes per student on 2 cores: with 32k, layers3 lost 1.83 points on test.tsv, 1.15 with
-    # 60k; see benchmarks/compress_sst2.py). On SST-2 and 2 cores: 27 minutes when the first candidate meets the
-    # budget (measured), about 1.5 hours for every candidate (--exhaustive, estimated).
+    # The full search: students distilled on 60k samples (all of SST-2's train.tsv, about 20 minutes per 3-layer
+    # student on 2 cores: with 32k, layers3 lost 1.83 points on test.tsv, 1.15 with 60k; see
+    # benchmarks/compress_sst2.py). On SST-2 and 2 cores about 2 hours (README, "The full run").
     # 2,000 selection rows, since 500 (standard error about 1.6 points at 85%) cannot resolve a 1-point budget.
     # The teacher is the strongest the data gives: all training rows for 2 epochs (1 epoch of all 60k rows reached
     # 88.65% on SST-2's dev set, 16k rows 86.1%), its learning rate searched on 4,000-row trials first. Students
