@@ -60,6 +60,7 @@ from bertc.optimize.search import (
 from bertc.optimize.stages import (
     compression_stage,
     deploy_stages,
+    distilled_rows,
     finetune_stage,
     measurement_configs,
     openvino_stages,
@@ -377,8 +378,7 @@ class Run:
         parent = relative_cost(shape, candidate.steps[:index], seq)
         child = relative_cost(shape, candidate.steps[:index + 1], seq)
         if candidate.steps[index].kind == "layers":
-            rows = min(self.plan.train_rows, setting("distill_samples")) * (1 + setting("augment_copies"))
-            return self.costs.distill(rows, child, parent)
+            return self.costs.distill(distilled_rows(self.config, self.plan), child, parent)
         return self.costs.prune(setting("importance_samples"), min(self.plan.train_rows, setting("recover_samples")),
                                 parent, child)
 

@@ -19,6 +19,7 @@ from bertc.optimize.search import Candidate, Step
 from bertc.optimize.stages import (
     compression_stage,
     deploy_stages,
+    distilled_rows,
     finetune_stage,
     measurement_configs,
     task_data,
@@ -85,6 +86,19 @@ def test_students_distil_on_augmented_copies_when_asked_but_not_for_sentence_pai
     assert compression_stage(full, pairs, "layers2", Step("layers", 2), "finetune").config.transfer.augment_copies == 0
 
 
+def test_the_full_preset_distils_each_student_for_two_epochs_and_counts_them_in_its_estimate():
+    def epochs(**options) -> float:
+        return compression_stage(OptimizeConfig(train="/d", **options), PLAN, "layers3", Step("layers", 3),
+                                 "finetune").config.train.epochs
+    assert (epochs(), epochs(preset="quick"), epochs(distill_epochs=3.0)) == (2.0, 1.0, 3.0)
+    # PLAN has 5,000 training rows, fewer than either preset distils on
+    assert distilled_rows(OptimizeConfig(train="/d"), PLAN) == 2 * 5000
+    assert distilled_rows(OptimizeConfig(train="/d", augment_copies=2, distill_samples=1000), PLAN) == 2 * 3 * 1000
+    # augmented copies are not made for sentence pairs, so they are not counted either
+    pairs = dataclasses.replace(PLAN, pairs=True)
+    assert distilled_rows(OptimizeConfig(train="/d", augment_copies=2, distill_samples=1000), pairs) == 2 * 1000
+
+
 def test_fewer_layers_are_distilled_with_hidden_and_attention_losses():
     stage = compression_stage(config(), PLAN, "layers3", Step("layers", 3), "finetune")
     assert stage == RecipeStage("layers3", "distill", DistillConfig(
@@ -105,6 +119,13 @@ def test_an_fp32_candidate_is_only_exported():
     assert quantize is None
     assert export == RecipeStage("layers3-onnx", "export", ExportConfig(
         data="/d/dev.tsv", split="validation", verify_samples=400, device="cpu"), "layers3")
+
+
+def test_compressed_candidates_get_per_channel_int8_and_the_standard_recipe_keeps_the_default():
+    standard = deploy_stages(config(), PLAN, Candidate((), "int8-dynamic"), "finetune")[1].config.method
+    student = deploy_stages(config(), PLAN, Candidate((Step("layers", 3),), "int8-dynamic"), "layers3")[1]
+    assert standard == DynamicQuantConfig() and not standard.per_channel
+    assert student.config.method == DynamicQuantConfig(per_channel=True)
 
 
 @pytest.mark.parametrize("precision, method", [
