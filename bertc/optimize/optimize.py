@@ -429,7 +429,7 @@ class Run:
         self.save()
         summary = finish_run(self.out, self.baseline, [path for _, path in self.finals], self.select,
                              self.bench_config, self.config.target, searched=self.state.get("candidates", []),
-                             notes=list(self.runtimes.notes))
+                             notes=[*self.runtimes.notes, *filter(None, [self.plan.unlike_test])])
         summary["seconds"] = round(time.monotonic() - self.started, 1)
         mark_finished(self.state, summary)
         self.state["result"].update(shipped=shipped_line(summary), resolution=summary["resolution"])

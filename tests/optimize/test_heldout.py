@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bertc.data.load import read_dataset
+from bertc.data.load import TextDataset, read_dataset
 from bertc.errors import BertcError
 from bertc.optimize import plan as plan_module
 from bertc.optimize.config import OptimizeConfig
-from bertc.optimize.plan import plan_data
+from bertc.optimize.plan import length_mismatch, plan_data
 from bertc.optimize.search import parse_candidate
 from bertc.optimize.stages import compression_stage, deploy_stages, finetune_stage, openvino_stages
 
@@ -81,3 +81,29 @@ def test_selection_rows_that_also_appear_in_the_training_file_are_counted_and_wa
     assert "warning: 2 of the 20 selection rows of" in out.getvalue() and "not held out" in out.getvalue()
     plan, _ = plan_data(OptimizeConfig(train=str(splits), preset="quick", selection_samples=3))
     assert plan.selection_in_train == 0  # only the rows of the slice count
+
+
+def test_a_selection_slice_of_much_shorter_texts_than_the_test_data_is_warned_about(splits, monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(plan_module, "console", Console(file=out, width=300, color_system=None))
+    plan, _ = plan_data(OptimizeConfig(train=str(splits), preset="quick"))
+    assert "median" not in out.getvalue() and plan.unlike_test is None  # 3 words each: alike
+    tsv(splits / "test.tsv", [f"a whole review sentence number {i} that runs on for a good many more words" for i in
+                              range(10)])
+    plan, _ = plan_data(OptimizeConfig(train=str(splits), preset="quick"))
+    assert plan.unlike_test.startswith("warning: the selection rows are a median 3 words long, the test rows 15: "
+                                       "models ranked on") and plan.unlike_test in out.getvalue()
+
+
+def test_text_length_mismatch_needs_twice_the_length_and_five_words_and_counts_both_texts_of_a_pair():
+    def data(words: list[int], pair_words: int | None = None) -> TextDataset:
+        return TextDataset(texts=["w " * n for n in words], labels=[0] * len(words),
+                           pairs=None if pair_words is None else ["p " * pair_words] * len(words))
+    assert length_mismatch(data([2, 3, 4]), data([8, 9, 30])) == \
+        "the selection rows are a median 3 words long, the test rows 9"
+    assert length_mismatch(data([20, 20]), data([9])) == \
+        "the selection rows are a median 20 words long, the test rows 9"
+    assert length_mismatch(data([3]), data([7])) is None  # over twice as long, but only 4 words apart
+    assert length_mismatch(data([10]), data([19])) is None  # 9 words apart, but under twice as long
+    assert length_mismatch(data([3], pair_words=6), data([9])) is None  # the pair's words count: 9 against 9
+    assert length_mismatch(data([]), data([9])) is None
