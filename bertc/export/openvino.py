@@ -45,9 +45,10 @@ from bertc.modeling import describe_model, usable_positions
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 COMMAND = "bertc export --openvino"
-# bf16 keeps 8 bits of mantissa (fp16: 11), so its logits drift further from f32 than fp16 ones do (whose default
-# is 5e-2); label agreement (--min-agreement) is the check that matters for it.
-BF16_ATOL = 1e-1
+# bf16 keeps 8 bits of mantissa, 3 fewer than fp16, so its default is 8x fp16's 5e-2; label agreement
+# (--min-agreement) is the check that matters for it. At 0.1 the full run's SST-2 teacher was refused for a largest
+# difference of 0.113 on 2,000 rows (mean 0.005) while labelling all 2,000 as PyTorch does.
+BF16_ATOL = 4e-1
 VARIANTS = {"f32": "fp32", "bf16": "bf16"}
 
 
