@@ -114,25 +114,31 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def recipes(args) -> dict:
-    def data(samples: int | None) -> DataConfig:
-        return DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
-                          max_train_samples=samples, max_eval_samples=200 if args.quick else 2000)
+def sst2_data(args, samples: int | None) -> DataConfig:
+    return DataConfig(train=str(SST2 / "train.tsv"), eval=str(SST2 / "validation.tsv"),
+                      max_train_samples=samples, max_eval_samples=200 if args.quick else 2000)
 
+
+def importance_options(args) -> dict:
+    """The data heads, neurons and channels are scored on."""
+    return {"data": sst2_data(args, 256 if args.quick else None), "importance_samples": 64 if args.quick else 512}
+
+
+def recipes(args) -> dict:
     def recover(samples: int | None) -> dict:
         train = TrainConfig(epochs=1, lr=args.lr, batch_size=args.batch_size, device="cpu", save_steps=200,
                             logging_steps=20, max_steps=4 if args.quick else None)
-        return {"data": data(samples), "recover": train, "distill": True}
+        return {"data": sst2_data(args, samples), "recover": train, "distill": True}
 
-    importance = {"data": data(None if not args.quick else 256), "importance_samples": 64 if args.quick else 512}
+    importance = importance_options(args)
     return {
         "heads-last8": PruneConfig(heads_per_layer="-1:8", **importance),
         "hidden256": PruneConfig(hidden=256, importance_samples=importance["importance_samples"],
                                  **recover(args.hidden_samples)),
         "hidden256-heads8": PruneConfig(hidden=256, heads=8, importance_samples=importance["importance_samples"],
                                         **recover(args.hidden_heads_samples)),
-        "vocab": PruneConfig(vocab=str(SST2 / "train.tsv"), max_positions=128, data=data(256)),
-        "gelu-tanh": PruneConfig(activation="gelu_tanh", data=data(256)),
+        "vocab": PruneConfig(vocab=str(SST2 / "train.tsv"), max_positions=128, data=sst2_data(args, 256)),
+        "gelu-tanh": PruneConfig(activation="gelu_tanh", data=sst2_data(args, 256)),
         "relu": PruneConfig(activation="relu", **recover(args.relu_samples)),
     }
 
@@ -232,13 +238,11 @@ def measure(pytorch: dict, onnx: dict, int8: dict, names: list[str], work: Path,
 def importance_comparison(parent: Path, work: Path, test, args) -> dict:
     """--hidden 256 without recovery, channels ranked by gradient and by activation importance, on test.tsv: the
     second's paired difference to the first is ``vs_gradient``."""
-    data = DataConfig(train=str(SST2 / "train.tsv"), eval=None, max_train_samples=256 if args.quick else None)
     built = {}
     for method in ("gradient", "activation"):
         out = work / f"hidden256-{method}-unrecovered"
         if not (args.reuse and is_artifact(out)):
-            prune(parent, PruneConfig(hidden=256, importance=method, data=data,
-                                      importance_samples=64 if args.quick else 512), out, overwrite=True)
+            prune(parent, PruneConfig(hidden=256, importance=method, **importance_options(args)), out, overwrite=True)
         built[method] = out
     return accuracy_rows(built, test, "gradient")
 

@@ -189,11 +189,10 @@ def main() -> None:
     name = "optimize_sst2_smoke" if args.quick else f"optimize_sst2_{args.preset}"
     args.out = args.out or REPO / "benchmarks" / "results" / f"{name}.json"
 
+    previous = json.loads(args.out.read_text()) if args.transfer_only or args.bar_only else None
     if args.transfer_only:
-        previous = json.loads(args.out.read_text())
         result = {**previous, "transfer_comparison": compare_transfer(Path(previous["work"]), args)}
     elif args.bar_only:
-        previous = json.loads(args.out.read_text())
         work, summary = Path(previous["work"]), previous["summary"]
         again = {"measured": quality_bar(work, summary, args), "environment": environment(),
                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "options": options_record(args)}
