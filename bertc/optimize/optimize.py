@@ -310,12 +310,13 @@ class Run:
             record.update(status="failed", reason=self.state["nodes"][export.name]["reason"])
             return None
         drop = self.drop(export.name, path)
-        # The standard recipe stays plain (no layers kept in float), so the comparison with it is fair; every other
-        # quantization gets the budget left, and quantize keeps its most sensitive layers in float to meet it.
-        standard = not candidate.steps
+        # An uncompressed model (the standard recipe) stays plain (no layers kept in float), so the comparison with
+        # it is fair; every other quantization gets the budget left, and keeps its most sensitive layers in float
+        # to meet it.
+        plain = not candidate.compressed
         _, quantize = deploy_stages(self.config, self.plan, candidate, self.ref(candidate.node),
-                                    remaining_points=None if standard else budget - drop)
-        if quantize is not None and (standard or drop <= budget + 1e-9):
+                                    remaining_points=None if plain else budget - drop)
+        if quantize is not None and (plain or drop <= budget + 1e-9):
             path = self.build(quantize, self.costs.quantize(relative, static=candidate.precision == "int8-static"))
             if path is None:
                 record.update(status="over budget", reason=self.state["nodes"][quantize.name]["reason"])
@@ -334,19 +335,19 @@ class Run:
         The int8 model gets the budget its fp32 IR leaves, as in ONNX Runtime (the standard recipe: plain)."""
         if not self.runtimes.openvino:
             return []
-        budget, standard, relative = self.config.max_accuracy_drop, not candidate.steps, self.relative(candidate)
+        budget, plain, relative = self.config.max_accuracy_drop, not candidate.compressed, self.relative(candidate)
         parent, bf16 = self.ref(candidate.node), self.runtimes.bf16
         record["openvino"] = entries = []
         fp32 = openvino_stages(self.config, self.plan, candidate, parent, bf16=bf16)[0]
         path = self.build(fp32, self.costs.export(relative))
         fp32_drop = None if path is None else self.drop(fp32.name, path)
         stages = openvino_stages(self.config, self.plan, candidate, parent, bf16=bf16,
-                                 remaining_points=None if standard or fp32_drop is None else budget - fp32_drop)
+                                 remaining_points=None if plain or fp32_drop is None else budget - fp32_drop)
         if candidate.precision == "fp32" or path is None:
             self.record_deployable(candidate, fp32, path, fp32_drop, entries)
         drops = [fp32_drop] if candidate.precision == "fp32" and fp32_drop is not None else []
         for stage in stages[1:]:
-            if stage.kind == "quantize" and (fp32_drop is None or not (standard or fp32_drop <= budget + 1e-9)):
+            if stage.kind == "quantize" and (fp32_drop is None or not (plain or fp32_drop <= budget + 1e-9)):
                 why = "its fp32 IR failed" if fp32_drop is None else f"its fp32 IR already loses {fp32_drop:.2f} points"
                 entries.append({"name": stage.name, "status": "skipped", "reason": why})
                 continue

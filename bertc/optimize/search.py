@@ -39,6 +39,8 @@ from bertc.errors import BertcError
 STEP_ORDER = ("layers", "hidden", "heads", "headslast", "ffn")
 CPU_PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
 CUDA_PRECISIONS = ("fp32", "fp16")
+# The precision a target quantizes to by default; the fine-tuned model at it is the standard recipe.
+DEFAULT_PRECISION = {"cpu": "int8-dynamic", "cuda": "fp16"}
 # Priors for the speedup of each deployable over PyTorch fp32 eager, before anything is measured (facts measured
 # on MiniLM-L6, batch 1, 2 CPU cores: fused fp32 ONNX about 2x, fused + dynamic int8 4.4x).
 PRECISION_SPEEDUP = {"cpu": {"fp32": 2.0, "int8-dynamic": 4.4, "int8-static": 4.0},
@@ -114,6 +116,17 @@ class Candidate:
     def spec(self) -> str:
         return f"{self.node}:{self.precision}"
 
+    @property
+    def compressed(self) -> bool:
+        """Whether the candidate prunes or distils at all. An uncompressed one (the standard recipe among them) is
+        quantized plainly: per-tensor int8, no layer kept in float, so comparisons with it are fair."""
+        return bool(self.steps)
+
+    def is_standard(self, target: str) -> bool:
+        """The standard recipe: the fine-tuned model at the target's default precision, which every report
+        compares with."""
+        return not self.compressed and self.precision == DEFAULT_PRECISION[target]
+
     def chain(self) -> list[str]:
         """The PyTorch nodes to build, in order: layers3, layers3+ffn50."""
         return ["+".join(step.name for step in self.steps[:i + 1]) for i in range(len(self.steps))]
@@ -129,7 +142,7 @@ def parse_candidate(spec: str, target: str) -> Candidate:
     text = spec.strip()
     chain, _, precision = text.partition(":")
     precisions = CPU_PRECISIONS if target == "cpu" else CUDA_PRECISIONS
-    precision = precision.strip() or ("int8-dynamic" if target == "cpu" else "fp16")
+    precision = precision.strip() or DEFAULT_PRECISION[target]
     if precision not in precisions:
         raise BertcError(f"candidate {spec!r}: precision {precision!r} is not one of {', '.join(precisions)} for "
                          f"--target {target}")
@@ -207,7 +220,7 @@ def preset_candidates(preset: str, shape: Shape, target: str) -> list[Candidate]
                   [layers["deep"], "ffn50"], [layers["deep"], heads["many"]], [heads["many"]], [heads["few"]],
                   ["ffn50"], [heads["many"], "ffn50"], [hidden], [layers["shallow"], hidden], [heads["upper"]],
                   [layers["thin"]], [layers["thin"], "ffn50"]]
-    quantized = "int8-dynamic" if target == "cpu" else "fp16"
+    quantized = DEFAULT_PRECISION[target]
     specs = [f"{'+'.join(chain)}:{quantized}" for chain in chains if all(chain)]
     if preset == "full" and target == "cpu":
         specs += ["base:int8-static"] + ([f"{layers['shallow']}:int8-static"] if layers["shallow"] else [])
@@ -218,7 +231,7 @@ def candidates_for(given: list[Candidate], preset: str, shape: Shape, target: st
     """The candidates given (else the preset's), with the standard recipe (the unpruned model quantized: every
     report compares with it) added; checked against the model's shape."""
     candidates = list(given) or preset_candidates(preset, shape, target)
-    standard = parse_candidate("base:" + ("int8-dynamic" if target == "cpu" else "fp16"), target)
+    standard = Candidate((), DEFAULT_PRECISION[target])
     if standard not in candidates:
         candidates.insert(0, standard)
     check_candidates(candidates, shape)
@@ -283,9 +296,9 @@ def order_candidates(candidates: list[Candidate], shape: Shape, seq_len: int, ta
     shorter chain; students keeping under half the layers last: likeliest to miss the budget, they must not spend
     the time a safer cut needs, and are built after one meets it (if expected faster) while time is left."""
     def key(c: Candidate):
-        standard = not c.steps and c.precision == ("int8-dynamic" if target == "cpu" else "fp16")
         deep_cut = 2 * shape_after(shape, c.steps).layers < shape.layers
-        return (not standard, deep_cut, -round(expected_speedup(c, shape, seq_len, target), 6), len(c.steps), c.name)
+        return (not c.is_standard(target), deep_cut, -round(expected_speedup(c, shape, seq_len, target), 6),
+                len(c.steps), c.name)
 
     return sorted(candidates, key=key)
 

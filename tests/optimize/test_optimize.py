@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,22 @@ def test_time_budget_skips_candidates_that_do_not_fit(tmp_path, tiny_artifact, t
     assert [c["name"] for c in state["candidates"]] == ["base-int8-dynamic", "heads2-int8-dynamic"]
     assert all(c["status"] == "skipped" and "time budget" in c["reason"] for c in state["candidates"])
     assert summary["shipped_baseline"] and not any((tmp_path / "out" / "stages").iterdir())
+
+
+def test_a_warning_that_the_selection_texts_are_unlike_the_test_texts_reaches_the_summary(tmp_path, tiny_artifact,
+                                                                                          tiny_data):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation"):
+        shutil.copy(tiny_data / f"{split}.tsv", data / f"{split}.tsv")
+    rows = (tiny_data / "test.tsv").read_text().splitlines()
+    long_rows = [f"{text} {text} {text} {text}\t{label}" for text, label in (row.split("\t") for row in rows[1:])]
+    (data / "test.tsv").write_text("\n".join([rows[0], *long_rows]) + "\n")
+    config = tiny_config(data, start_from=str(tiny_artifact), candidates=("heads2:int8-dynamic",), time_budget=1.0)
+    summary = optimize(config, tmp_path / "out")
+    [warning] = [note for note in summary["notes"] if "median" in note]
+    assert warning.startswith("warning: the selection rows are a median") and "the test rows" in warning
+    assert warning in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_the_configs_refuse_bad_choices_and_ranges_all_at_once():

@@ -43,6 +43,17 @@ def test_parse_candidate_normalizes_order_and_defaults_precision():
     assert parse_candidate("base", "cpu").chain() == []
 
 
+@pytest.mark.parametrize("spec, target, compressed, standard", [
+    ("base", "cpu", False, True), ("base:int8-static", "cpu", False, False), ("base:fp32", "cpu", False, False),
+    ("layers3:int8-dynamic", "cpu", True, False), ("base", "cuda", False, True), ("base:fp32", "cuda", False, False),
+    ("heads8", "cuda", True, False)])
+def test_only_the_uncompressed_model_at_the_default_precision_is_the_standard_recipe(spec, target, compressed,
+                                                                                     standard):
+    candidate = parse_candidate(spec, target)
+    assert candidate.compressed is compressed
+    assert candidate.is_standard(target) is standard
+
+
 def test_the_new_axes_parse_to_one_canonical_name_and_their_prune_options():
     c = parse_candidate(" ffn50 + heads6last3+hidden256 +layers3", "cpu")
     assert c.spec == "layers3+hidden256+heads6last3+ffn50:int8-dynamic"
