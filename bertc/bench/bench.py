@@ -190,7 +190,7 @@ def assemble(variants: list[dict], settings: list[Setting], config: BenchConfig,
     env = environment(threads)
     env["device"] = config.device
     env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
-    env["ort_spinning"] = False
+    env["ort_spinning"] = "within runs"  # bertc.inference.onnx.create_session: threads stop when a call returns
     try:
         import onnxruntime
 

@@ -14,8 +14,11 @@ way a server calls the model. Tokenisation is not timed (it is the same for ever
 - Variants run interleaved: each round gives every variant a block of consecutive calls (the starting variant
   rotates), so slow drifts of the machine hit all variants alike. The first call of each block is not timed:
   it re-warms caches after the previous variant ran, as a server serving one model would have them.
-- Each runtime keeps the threading a server would give it, with one exception: ONNX Runtime sessions do not spin
-  (an idle spinning pool slows whatever runs next on the same cores). OpenVINO gets what ONNX Runtime gets: the
+- Each runtime keeps the threading a server would give it. ONNX Runtime sessions are bertc's
+  (``create_session``): their threads spin while a call runs and stop when it returns, so an idle pool never slows
+  whatever runs next on the same cores (with ORT's default, spinning on after a call, PyTorch eager ran up to 20x
+  slower beside it on 2 cores; with no spinning at all, every operator waits for a thread to wake up, which costs
+  the shallow models most). OpenVINO gets what ONNX Runtime gets: the
   thread count, one stream (its LATENCY hint: one request at a time uses every thread, as ``session.run`` does;
   THROUGHPUT would split the threads over streams no one feeds) and no pinning (ORT does not pin an explicit
   thread count); it offers no switch for its TBB workers' brief spin. PyTorch keeps its OpenMP defaults: their
@@ -215,9 +218,7 @@ def onnx_session(path: Path, manifest: dict, device: str, threads: int):
     model = Path(path) / manifest["model"].get("file", "model.onnx")
     if not model.is_file():
         raise BertcError(f"{model} is missing; the artifact is damaged, re-create it with `bertc export --onnx`")
-    # No busy-waiting: variants share the cores in an interleaved run, and a spinning idle pool of one runtime
-    # slows the next (measured: PyTorch up to 20x slower beside spinning ORT threads on 2 cores).
-    return create_session(model, device, threads, spinning=False)
+    return create_session(model, device, threads)
 
 
 TORCH_KINDS = ("pytorch", "pytorch-quantized")  # "pytorch-quantized": torch dynamic int8, applied when loaded

@@ -37,14 +37,23 @@ def providers_for(device: str, available: list[str] | None = None) -> list[str]:
     raise BertcError(f"--device {device!r} is not one of cpu, cuda")
 
 
+# The session options that decide whether ONNX Runtime's worker threads busy-wait (one config entry each way).
+SPIN_WITHIN_RUNS = ("session.force_spinning_stop", "1")
+NO_SPINNING = ("session.intra_op.allow_spinning", "0")
+
+
 def create_session(model_file: Path | str | bytes, device: str = "cpu", threads: int | None = None,
                    spinning: bool = True):
     """An InferenceSession with all graph optimizations; ``threads`` intra-op threads (default: ORT's).
 
     ``model_file`` is a file or a serialized ModelProto (a graph built in memory).
 
-    ``spinning=False`` stops idle worker threads from busy-waiting after each run: slightly slower alone, but
-    fair when other runtimes (or other sessions) share the cores, as in an interleaved benchmark."""
+    Worker threads busy-wait for the next operator only while a ``run`` is going on, and stop when it returns
+    (``session.force_spinning_stop``): an idle session leaves the cores to whatever runs next, as in an
+    interleaved benchmark or beside other work, yet no operator waits for a sleeping thread to wake up. On 2 Xeon
+    cores at batch 1 this made the int8 MiniLM 14% and its 3-layer student 17% faster than without spinning,
+    the student 1.1x more than the teacher (measured in 10 interleaved rounds, README "Serving without bertc").
+    ``spinning=False`` turns spinning off altogether."""
     import onnxruntime
 
     providers = providers_for(device)
@@ -54,8 +63,7 @@ def create_session(model_file: Path | str | bytes, device: str = "cpu", threads:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry(*SPIN_WITHIN_RUNS if spinning else NO_SPINNING)
     try:
         source = model_file if isinstance(model_file, bytes) else str(model_file)
         session = onnxruntime.InferenceSession(source, options, providers=providers)

@@ -233,7 +233,9 @@ from transformers import AutoTokenizer
 HERE = Path(__file__).resolve().parent
 tokenizer = AutoTokenizer.from_pretrained(HERE)  # right padding: the fused attention expects it
 labels = json.loads((HERE / "labels.json").read_text())["labels"]
-session = ort.InferenceSession(str(HERE / "model.onnx"), providers={providers})
+options = ort.SessionOptions()
+options.add_session_config_entry("session.force_spinning_stop", "1")  # threads spin only while a call runs
+session = ort.InferenceSession(str(HERE / "model.onnx"), options, providers={providers})
 input_names = [i.name for i in session.get_inputs()]
 
 

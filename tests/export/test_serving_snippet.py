@@ -29,7 +29,9 @@ from transformers import AutoTokenizer
 model_dir = "sst2-onnx"  # the --out of `bertc export` or `bertc quantize`
 tokenizer = AutoTokenizer.from_pretrained(model_dir)
 labels = json.load(open(f"{model_dir}/bertc.json"))["task"]["labels"]
-session = ort.InferenceSession(f"{model_dir}/model.onnx", providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()
+options.add_session_config_entry("session.force_spinning_stop", "1")  # threads spin only while a call runs
+session = ort.InferenceSession(f"{model_dir}/model.onnx", options, providers=["CPUExecutionProvider"])
 input_names = [i.name for i in session.get_inputs()]
 
 texts = ["a gripping, beautifully acted film", "the plot is thin and the jokes fall flat"]

@@ -92,6 +92,23 @@ def test_create_session_from_a_file_with_threads(tmp_path):
     assert session.get_providers() == [CPU_PROVIDER]
 
 
+def test_sessions_spin_only_within_a_run_unless_spinning_is_off(tmp_path):
+    path = tmp_path / "model.onnx"
+    onnx.save(counting_graph(), str(path))
+
+    def entry(session, key: str) -> str | None:
+        try:
+            return session.get_session_options().get_session_config_entry(key)
+        except Exception:  # onnxruntime raises when the key was never set
+            return None
+
+    spinning = create_session(path, threads=1)
+    assert entry(spinning, "session.force_spinning_stop") == "1"
+    assert entry(spinning, "session.intra_op.allow_spinning") in (None, "1")
+    still = create_session(path, threads=1, spinning=False)
+    assert entry(still, "session.intra_op.allow_spinning") == "0"
+
+
 def test_logits_come_back_in_text_order_from_length_sorted_batches(session, tokenizer):
     predictor = OnnxPredictor(session, tokenizer, ["length", "ids"], batch_size=2)
     np.testing.assert_array_equal(predictor.logits(TEXTS), expected_logits(tokenizer, TEXTS))
