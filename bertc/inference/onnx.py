@@ -51,8 +51,8 @@ def create_session(model_file: Path | str | bytes, device: str = "cpu", threads:
     Worker threads busy-wait for the next operator only while a ``run`` is going on, and stop when it returns
     (``session.force_spinning_stop``): an idle session leaves the cores to whatever runs next, as in an
     interleaved benchmark or beside other work, yet no operator waits for a sleeping thread to wake up. On 2 Xeon
-    cores at batch 1 this made the int8 MiniLM 14% and its 3-layer student 17% faster than without spinning,
-    the student 1.1x more than the teacher (measured in 10 interleaved rounds, README "Serving without bertc").
+    cores at batch 1 this made the int8 MiniLM 14% and its 3-layer student 17% faster than no spinning
+    (README, "Serving without bertc").
     ``spinning=False`` turns spinning off altogether."""
     import onnxruntime
 
