@@ -10,8 +10,9 @@ then times batch-1 inference on real test.tsv sentences: every round runs every 
 variant's block after another (each after one untimed call) in a rotating order, so drift in machine speed hits
 all variants alike. All variants use the same number of threads. Times cover the model call only (inputs are
 tokenized beforehand, identically for all). Interleaving runtimes is only fair when none busy-waits on the cores
-the next one needs, so ONNX Runtime sessions run without spinning (``--spin`` keeps ORT's default; spinning made
-PyTorch up to 20x slower when interleaved with ORT on 2 cores). PyTorch keeps its OpenMP defaults: their short
+the next one needs, so ONNX Runtime sessions run without spinning (these figures were measured so; ``--spin``
+gives bertc's sessions, whose threads spin only while a call runs; ORT's default, spinning on after a call too,
+made PyTorch up to 20x slower when interleaved with ORT on 2 cores). PyTorch keeps its OpenMP defaults: their short
 spin after a block only overlaps the untimed call (OMP_WAIT_POLICY=PASSIVE, used here until 2026-11-25, made
 PyTorch eager slower and flattered the ratios against it).
 Accuracy and label agreement (with the PyTorch model each variant comes from) use the whole test file.
@@ -139,7 +140,7 @@ def parse_args(argv):
     parser.add_argument("--keep", help="write the exported/quantized artifacts here (default: a temp dir)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "export_quantize_sst2.json"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentence order")
-    parser.add_argument("--spin", action="store_true", help="keep ORT's default spinning")
+    parser.add_argument("--spin", action="store_true", help="spin while a call runs, as bertc's sessions do")
     parser.add_argument("--quick", action="store_true", help="smoke test: 20 sentences, 2 rounds, 100 eval rows")
     args = parser.parse_args(argv)
     if args.quick:
