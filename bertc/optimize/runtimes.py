@@ -21,7 +21,7 @@ from bertc.export.config import ExportConfig
 from bertc.export.openvino import check_openvino_export
 from bertc.formatting import points, ratio
 from bertc.inference.openvino import EXTRA
-from bertc.optimize.search import choose
+from bertc.optimize.winner import choose
 
 RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "pytorch-eager": "PyTorch"}
 
@@ -75,7 +75,7 @@ def choose_at(results: dict, max_accuracy_drop: float, latency_budget_ms: float 
               serve_batch: int = 1) -> dict:
     """The variant to ship: the fastest at batch ``serve_batch`` (p50 per call with real lengths) within the
     accuracy budget; with a latency budget (p50 at batch 1), the most accurate of those that meet it. At batch 1
-    this is :func:`bertc.optimize.search.choose`, the rule `bertc report` recommends by.
+    this is :func:`bertc.optimize.winner.choose`, the rule `bertc report` recommends by.
 
     Every row gets its runtime and its figures at the serve batch: ``serve_p50_ms``, ``serve_throughput`` (rows
     per second), ``serve_round_p50_ms`` and ``serve_speedup`` over the fine-tuned baseline.

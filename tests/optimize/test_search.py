@@ -14,7 +14,6 @@ from bertc.optimize.search import (
     Shape,
     Step,
     check_candidates,
-    choose,
     expected_speedup,
     order_candidates,
     parse_candidate,
@@ -23,6 +22,7 @@ from bertc.optimize.search import (
     shape_after,
     time_reason,
 )
+from bertc.optimize.winner import choose
 
 MINILM = Shape(layers=6, heads=12, ffn=1536, hidden=384, head_dim=32)
 TINY = Shape(layers=2, heads=4, ffn=64, hidden=32, head_dim=8)
