@@ -41,7 +41,7 @@ from bertc.data.prepare import read_eval_data
 from bertc.environment import environment
 from bertc.errors import BertcError
 from bertc.inference.evaluation import score_dataset
-from bertc.inference.onnx import OnnxPredictor
+from bertc.inference.onnx import SPIN_WITHIN_RUNS, OnnxPredictor
 from bertc.inference.openvino import KIND as OPENVINO
 from bertc.inference.openvino import OpenVinoPredictor
 from bertc.inference.registry import load_predictor
@@ -190,7 +190,7 @@ def assemble(variants: list[dict], settings: list[Setting], config: BenchConfig,
     env = environment(threads)
     env["device"] = config.device
     env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
-    env["ort_spinning"] = "within runs"  # bertc.inference.onnx.create_session: threads stop when a call returns
+    env["ort_spinning"] = "=".join(SPIN_WITHIN_RUNS)  # the entry bertc's sessions (create_session) get
     try:
         import onnxruntime
 

@@ -26,6 +26,7 @@ from bertc.bench.results import accuracy_delta, delta_text, resolution_text, spe
 from bertc.console import console
 from bertc.formatting import pct, points, ratio
 from bertc.inference.evaluation import evaluate
+from bertc.inference.onnx import SPIN_WITHIN_RUNS
 from bertc.optimize.config import SelectConfig
 from bertc.optimize.rundir import BENCH_FILE, RECIPE_FILE, SUMMARY_FILE
 from bertc.optimize.runtimes import choose_at
@@ -234,7 +235,7 @@ HERE = Path(__file__).resolve().parent
 tokenizer = AutoTokenizer.from_pretrained(HERE)  # right padding: the fused attention expects it
 labels = json.loads((HERE / "labels.json").read_text())["labels"]
 options = ort.SessionOptions()
-options.add_session_config_entry("session.force_spinning_stop", "1")  # threads spin only while a call runs
+options.add_session_config_entry("{spin_key}", "{spin_value}")  # threads spin only while a call runs
 session = ort.InferenceSession(str(HERE / "model.onnx"), options, providers={providers})
 input_names = [i.name for i in session.get_inputs()]
 
@@ -324,5 +325,6 @@ def serving_script(kind: str, target: str, max_length: int, precision: str = "f3
         return OPENVINO_SERVE.format(precision=precision, max_length=max_length, model_file=model_file)
     if kind == "onnx":
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if target == "cuda" else ["CPUExecutionProvider"]
-        return ONNX_SERVE.format(providers=providers, max_length=max_length)
+        spin_key, spin_value = SPIN_WITHIN_RUNS  # as bertc's own sessions, so serve.py runs as it was benched
+        return ONNX_SERVE.format(providers=providers, max_length=max_length, spin_key=spin_key, spin_value=spin_value)
     return TORCH_SERVE.format(device=target)

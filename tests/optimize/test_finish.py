@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bertc.artifact import write_manifest
 from bertc.bench.config import BenchConfig
+from bertc.inference.onnx import SPIN_WITHIN_RUNS
 from bertc.optimize import finish
 from bertc.optimize.config import SelectConfig
 from tests.conftest import tiny_tokenizer
@@ -121,6 +122,9 @@ def test_serving_scripts_are_valid_python_for_each_kind_and_target():
     assert "providers=['CUDAExecutionProvider', 'CPUExecutionProvider']" in onnx_cuda and "max_length=64" in onnx_cuda
     assert "import bertc" not in onnx_cuda and "from bertc" not in onnx_cuda  # plain onnxruntime: no bertc needed
     assert "providers=['CPUExecutionProvider']" in finish.serving_script("onnx", "cpu", 128)
+    # the session options bertc's own sessions (and its bench) use, so serve.py runs as it was measured
+    key, value = SPIN_WITHIN_RUNS
+    assert f'options.add_session_config_entry("{key}", "{value}")' in onnx_cuda
     torch_script = finish.serving_script("pytorch", "cpu", 128)
     compile(torch_script, "serve.py", "exec")
     assert 'device="cpu"' in torch_script and "from bertc.inference.evaluation import predict" in torch_script
